@@ -1,0 +1,48 @@
+"""`dxlab` command line: small helpers around the pipeline (the stages themselves run under DVC)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dxlab.config import PARAMS_FILE, compose, project_root, write_params
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    """Compose conf/ (with overrides) into params.yaml, as `dvc exp run -S` does."""
+    root = project_root()
+    cfg = compose(args.overrides)
+    write_params(cfg, root / PARAMS_FILE)
+    print(f"wrote {root / PARAMS_FILE}" + (f" with {' '.join(args.overrides)}" if args.overrides else ""))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print the metrics table of the last pipeline run and how to open the MLflow UI."""
+    from dxlab.tracking.mlflow_tracking import tracking_uri
+
+    table = project_root() / "reports" / "metrics.md"
+    if not table.exists():
+        print("no metrics yet: run `make repro`", file=sys.stderr)
+        return 1
+    print("\nMetrics of the default run (test split; strata by training patients of the true disease):\n")
+    print(table.read_text())
+    print(f"Open the MLflow UI with `make ui` (store {tracking_uri()}), then http://127.0.0.1:5000")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dxlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("params", help=cmd_params.__doc__)
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=knowledge_ranker")
+    p.set_defaults(func=cmd_params)
+    p = sub.add_parser("report", help=cmd_report.__doc__)
+    p.set_defaults(func=cmd_report)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

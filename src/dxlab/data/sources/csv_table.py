@@ -1,0 +1,135 @@
+"""A user's own patient table (CSV) mapped onto the canonical table by a column mapping in config.
+
+The embedded simulated cohort is read with this adapter too: its daily exports are plain CSV files.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from dxlab.data.schema import IngestResult, RowIssue, make_table
+
+_LIST_ITEM = re.compile(r"^[A-Za-z0-9_.:@\-]+$")
+
+
+class CsvSource:
+    """Read CSV files whose columns a mapping names. Unparsable fields become RowIssues, never exceptions."""
+
+    def __init__(
+        self,
+        path: str,
+        columns: Mapping[str, str],
+        pattern: str = "*.csv",
+        name: str = "csv",
+        list_separator: str = ";",
+        measurement_columns: Sequence[str] = (),
+        sex_codes: Mapping[str, str] | None = None,
+        family_history_codes: Mapping[str, float] | None = None,
+        day_pattern: str | None = r"(\d{4}-\d{2}-\d{2})",
+        day_column: str | None = None,
+    ):
+        self.path = path
+        self.columns = columns
+        self.pattern = pattern
+        self.name = name
+        self.list_separator = list_separator
+        self.measurement_columns = measurement_columns
+        self.sex_codes = sex_codes
+        self.family_history_codes = family_history_codes
+        self.day_pattern = day_pattern
+        self.day_column = day_column
+
+    def files(self) -> list[Path]:
+        path = Path(self.path)
+        if path.is_file():
+            return [path]
+        if not path.is_dir():
+            raise FileNotFoundError(f"{self.name}: input {path} does not exist")
+        return sorted(path.glob(self.pattern))
+
+    def read_file(self, path) -> IngestResult:
+        path = Path(path)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        wanted = [c for c in self.columns.values()] + list(self.measurement_columns)
+        missing = [c for c in wanted if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; the file has {list(frame.columns)}")
+        day = ""
+        if self.day_pattern and (match := re.search(self.day_pattern, path.name)):
+            day = match.group(1)
+        rows, issues = [], []
+        for i, record in enumerate(frame.to_dict("records"), start=1):
+            row, row_issues = self._parse(record, path.name, i)
+            row["day"] = record.get(self.day_column, day) if self.day_column else day
+            rows.append(row)
+            issues.extend(row_issues)
+        return IngestResult(make_table(rows), issues)
+
+    def _parse(self, record: Mapping[str, str], file: str, line: int) -> tuple[dict, list[RowIssue]]:
+        col = self.columns
+        issues: list[RowIssue] = []
+
+        def issue(field: str, reason: str) -> None:
+            issues.append(RowIssue(file, line, field, reason))
+
+        row: dict = {"source": self.name, "source_file": file, "source_row": line}
+        row["patient_id"] = record.get(col.get("patient_id", ""), "").strip()
+        if not row["patient_id"]:
+            issue("patient_id", "missing patient id")
+        row["age"] = _number(record.get(col.get("age", ""), ""), "age", issue)
+        sex_raw = record.get(col.get("sex", ""), "").strip()
+        if sex_raw:
+            codes = self.sex_codes or {"F": "F", "M": "M"}
+            row["sex"] = codes.get(sex_raw)
+            if row["sex"] is None:
+                issue("sex", f"unknown sex code {sex_raw!r} (expected one of {sorted(codes)})")
+        fh_raw = record.get(col.get("family_history", ""), "").strip().lower()
+        if fh_raw:
+            codes = self.family_history_codes or {"yes": 1.0, "no": 0.0}
+            row["family_history"] = codes.get(fh_raw, float("nan"))
+            if fh_raw not in codes:
+                issue("family_history", f"unknown family history value {fh_raw!r}")
+        for field in ("findings", "excluded", "history"):
+            row[field] = self._list(record.get(col.get(field, ""), ""), field, issue)
+        row["note"] = record.get(col.get("note", ""), "")
+        diagnosis = record.get(col.get("diagnosis", ""), "").strip()
+        row["diagnosis"] = diagnosis or None
+        measurements = {}
+        for name in self.measurement_columns:
+            value = _number(record.get(name, ""), name, issue)
+            if not math.isnan(value):
+                measurements[name] = value
+        row["measurements"] = measurements
+        return row, issues
+
+    def _list(self, text: str, field: str, issue) -> list[str]:
+        text = text.strip()
+        if not text:
+            return []
+        items = [item.strip() for item in text.split(self.list_separator)]
+        bad = [item for item in items if not _LIST_ITEM.match(item)]
+        if bad:
+            issue(field, f"malformed list: items {bad[:3]} in {text[:60]!r} (expected ids separated by "
+                         f"{self.list_separator!r})")
+            return []
+        return list(dict.fromkeys(items))
+
+
+def _number(text: str, field: str, issue) -> float:
+    text = (text or "").strip()
+    if not text:
+        return float("nan")
+    try:
+        value = float(text)
+    except ValueError:
+        issue(field, f"not a number: {text[:30]!r}")
+        return float("nan")
+    if math.isnan(value) or math.isinf(value):
+        issue(field, f"not a finite number: {text!r}")
+        return float("nan")
+    return value

@@ -1,0 +1,200 @@
+"""The knowledge base: HPO terms, disease annotations and diseases as parquet tables, and an in-memory view."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from dxlab.knowledge import hpo
+
+TABLES = ("terms", "aliases", "annotations", "diseases")
+
+
+def build_knowledge(
+    hpo_dir: str | Path | None = None,
+    default_frequency: float = 0.5,
+    frequency_categories: Mapping[str, float] | None = None,
+    databases: Iterable[str] = ("OMIM", "ORPHA", "DECIPHER"),
+) -> dict[str, pd.DataFrame]:
+    """Parse hp.obo + phenotype.hpoa into the four knowledge tables."""
+    hpo_dir = Path(hpo_dir) if hpo_dir else hpo.hpo_data_dir()
+    terms, aliases = hpo.parse_obo(hpo_dir / "hp.obo")
+    live = terms[~terms["obsolete"]].copy()
+    parents = dict(zip(live["id"], live["parents"]))
+    closure = hpo.ancestor_closure(parents)
+    annotations = hpo.parse_hpoa(hpo_dir / "phenotype.hpoa", default_frequency, frequency_categories, databases)
+    # Annotations may use alt ids; map them to the live term so every annotation joins the ontology.
+    alias_map = dict(zip(aliases["alias"], aliases["id"]))
+    annotations["hpo_id"] = [t if t in closure else alias_map.get(t, t) for t in annotations["hpo_id"]]
+    annotations = annotations[annotations["hpo_id"].isin(closure.keys())].reset_index(drop=True)
+    ic, counts = hpo.information_content(annotations, closure)
+
+    # Organ system of a term: its ancestors directly below "Phenotypic abnormality".
+    systems = set(live.loc[live["parents"].map(lambda p: hpo.PHENOTYPIC_ABNORMALITY in p), "id"])
+    depth = {t: len(a) for t, a in closure.items()}
+    live["ancestors"] = [sorted(closure[t]) for t in live["id"]]
+    live["depth"] = [depth[t] for t in live["id"]]
+    live["ic"] = [ic[t] for t in live["id"]]
+    live["n_diseases"] = [counts[t] for t in live["id"]]
+    live["organ_systems"] = [sorted(closure[t] & systems) for t in live["id"]]
+    live = live.drop(columns=["obsolete"]).reset_index(drop=True)
+
+    diseases = _disease_table(annotations, closure, systems)
+    return {"terms": live, "aliases": aliases, "annotations": annotations, "diseases": diseases}
+
+
+def _disease_table(annotations: pd.DataFrame, closure, systems: set[str]) -> pd.DataFrame:
+    rows = []
+    for disease_id, group in annotations.groupby("disease_id", sort=True):
+        phen = group[(group["aspect"] == "P") & ~group["negated"]]
+        system_counts: Counter[str] = Counter()
+        for term in phen["hpo_id"]:
+            system_counts.update(closure[term] & systems)
+        sexes = set(phen["sex"]) - {""}
+        rows.append(
+            {
+                "disease_id": disease_id,
+                "name": group["disease_name"].iloc[0],
+                "database": group["database"].iloc[0],
+                "n_phenotypes": int(len(phen)),
+                "n_excluded": int(group["negated"].sum()),
+                "inheritance": sorted(set(group.loc[group["aspect"] == "I", "hpo_id"])),
+                "onset": sorted(set(group.loc[group["aspect"] == "C", "hpo_id"]) | (set(group["onset"]) - {""})),
+                "organ_systems": [s for s, _ in system_counts.most_common()],
+                "primary_system": system_counts.most_common(1)[0][0] if system_counts else "",
+                "sex_specific": sexes.pop() if len(sexes) == 1 and len(phen[phen["sex"] == ""]) == 0 else "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def write_knowledge(tables: Mapping[str, pd.DataFrame], out_dir: str | Path) -> None:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in TABLES:
+        tables[name].to_parquet(out_dir / f"{name}.parquet", index=False)
+
+
+@dataclass
+class Knowledge:
+    """In-memory view of the knowledge tables with the look-ups the rest of dxlab needs."""
+
+    terms: pd.DataFrame
+    aliases: pd.DataFrame
+    annotations: pd.DataFrame
+    diseases: pd.DataFrame
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Knowledge":
+        directory = Path(directory)
+        missing = [n for n in TABLES if not (directory / f"{n}.parquet").exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"knowledge tables {missing} not found in {directory}: run the knowledge stage "
+                "(`dvc repro knowledge` or `python -m dxlab.stages.knowledge`)"
+            )
+        tables = {n: pd.read_parquet(directory / f"{n}.parquet") for n in TABLES}
+        for col in ("synonyms", "parents", "ancestors", "organ_systems"):
+            tables["terms"][col] = tables["terms"][col].map(list)
+        for col in ("inheritance", "onset", "organ_systems"):
+            tables["diseases"][col] = tables["diseases"][col].map(list)
+        return cls(**tables)
+
+    # -- terms ---------------------------------------------------------------------------------------------
+    @cached_property
+    def term_ids(self) -> np.ndarray:
+        return self.terms["id"].to_numpy()
+
+    @cached_property
+    def term_index(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.term_ids)}
+
+    @cached_property
+    def ancestors(self) -> dict[str, frozenset[str]]:
+        return {t: frozenset(a) for t, a in zip(self.terms["id"], self.terms["ancestors"])}
+
+    @cached_property
+    def parents(self) -> dict[str, list[str]]:
+        return dict(zip(self.terms["id"], self.terms["parents"]))
+
+    @cached_property
+    def ic(self) -> dict[str, float]:
+        return dict(zip(self.terms["id"], self.terms["ic"].astype(float)))
+
+    @cached_property
+    def ic_vector(self) -> np.ndarray:
+        return self.terms["ic"].to_numpy(dtype=float)
+
+    @cached_property
+    def term_names(self) -> dict[str, str]:
+        return dict(zip(self.terms["id"], self.terms["name"]))
+
+    @cached_property
+    def alias_map(self) -> dict[str, str]:
+        return dict(zip(self.aliases["alias"], self.aliases["id"]))
+
+    def normalise_term(self, term: str) -> str | None:
+        """The live term id for an id, an alt id or an obsolete id with a replacement; None when unknown."""
+        if term in self.term_index:
+            return term
+        target = self.alias_map.get(term)
+        return target if target in self.term_index else None
+
+    def propagate(self, terms: Iterable[str]) -> set[str]:
+        """The terms and all their ancestors (true-path rule: 'Focal seizure' implies 'Seizure')."""
+        out: set[str] = set()
+        for term in terms:
+            out |= self.ancestors.get(term, frozenset())
+        return out
+
+    @cached_property
+    def ancestor_matrix(self) -> sparse.csr_matrix:
+        """Terms x terms, A[i, j] = 1 when term j is term i or an ancestor of it."""
+        rows, cols = [], []
+        index = self.term_index
+        for i, term in enumerate(self.term_ids):
+            anc = self.ancestors[term]
+            rows.extend([i] * len(anc))
+            cols.extend(index[a] for a in anc)
+        n = len(self.term_ids)
+        return sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, n))
+
+    def terms_matrix(self, patients: Iterable[Iterable[str]], propagate: bool = True) -> sparse.csr_matrix:
+        """Patients x terms binary matrix; unknown ids are ignored (validate reports them)."""
+        patients = list(patients)
+        rows, cols = [], []
+        index = self.term_index
+        for i, terms in enumerate(patients):
+            for term in terms:
+                j = index.get(term)
+                if j is not None:
+                    rows.append(i)
+                    cols.append(j)
+        direct = sparse.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(patients), len(self.term_ids))
+        )
+        if propagate:
+            direct = (direct @ self.ancestor_matrix).tocsr()
+        direct.sum_duplicates()
+        direct.data[:] = 1.0
+        return direct
+
+    # -- diseases ------------------------------------------------------------------------------------------
+    @cached_property
+    def disease_names(self) -> dict[str, str]:
+        return dict(zip(self.diseases["disease_id"], self.diseases["name"]))
+
+    def phenotype_annotations(self, disease_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """Positive and negated phenotype (aspect P) annotations, optionally for some diseases."""
+        ann = self.annotations[self.annotations["aspect"] == "P"]
+        if disease_ids is not None:
+            ann = ann[ann["disease_id"].isin(set(disease_ids))]
+        return ann

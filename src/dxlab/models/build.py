@@ -1,0 +1,65 @@
+"""Build, fit and save the configured models; every fitted model takes the canonical patient table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from sklearn.pipeline import Pipeline
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    config: DictConfig
+    role: str = "model"  # "baseline" or "model": fixes the report paths whatever the model is
+
+    @property
+    def input(self) -> str:
+        return self.config.get("input", "features")
+
+
+def model_specs(cfg: DictConfig) -> list[ModelSpec]:
+    """The baseline and the selected model (once when they are the same), skipping ones the data can't feed."""
+    specs: list[ModelSpec] = []
+    for key in ("baseline", "model"):
+        if key not in cfg or cfg[key] is None:
+            continue
+        model_cfg = cfg[key]
+        needs = model_cfg.get("requires_vocabulary")
+        if needs and needs != cfg.data.vocabulary:
+            continue
+        if all(s.name != model_cfg.name for s in specs):
+            specs.append(ModelSpec(model_cfg.name, model_cfg, key))
+    return specs
+
+
+def fit_model(spec: ModelSpec, train: pd.DataFrame, featurizer=None, x_train=None):
+    """Fit one model. Learned models reuse the fitted featurizer and its cached matrix; the result is a
+    Pipeline from patients to probabilities either way."""
+    estimator = instantiate(spec.config.estimator)
+    y = train["diagnosis"].astype(str).to_numpy()
+    if spec.input == "patients":
+        return estimator.fit(train, y)
+    if featurizer is None or x_train is None:
+        raise ValueError(f"model {spec.name!r} needs the features stage's featurizer and matrix")
+    estimator.fit(x_train, y)
+    return Pipeline([("features", featurizer), ("classifier", estimator)])
+
+
+def save_model(model, directory: str | Path, name: str) -> Path:
+    path = Path(directory) / f"{name}.joblib"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, path, compress=3)
+    return path
+
+
+def load_model(directory: str | Path, name: str):
+    path = Path(directory) / f"{name}.joblib"
+    if not path.exists():
+        raise FileNotFoundError(f"model {path} not found: run the train stage")
+    return joblib.load(path)
