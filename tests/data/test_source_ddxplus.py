@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import gzip
 import json
 import math
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -171,20 +173,39 @@ def test_chunked_reading_matches_whole_file(sample):
     pd.testing.assert_frame_equal(src.read_file(sample).table, whole)
 
 
-def test_line_with_too_many_fields_is_kept_as_issue(tmp_path, raw_lines):
+def test_ragged_csv_lines_are_kept_as_issues(tmp_path, raw_lines, sample):
     lines = list(raw_lines)
+    lines[1] = lines[1].rstrip("\n") + ",extra,more\n"  # data row 1: extra fields on the very first line
     lines[5] = lines[5].rstrip("\n") + ",extra\n"  # data row 5
+    lines[8] = "12,x,M\n"  # data row 8: too few fields
+    lines[10] = lines[10].rstrip("\n") + ",\n"  # data row 10: an empty trailing field loses nothing
     path = tmp_path / "ragged.csv"
     path.write_text("".join(lines), encoding="utf-8")
     result = source(path, chunksize=2).read_file(path)
-    assert result.table["source_row"].tolist() == list(range(1, N_ROWS + 1))
-    assert [(i.source_row, i.field) for i in result.issues] == [(5, "row")]
-    clean = tmp_path / "clean.csv"
-    clean.write_text("".join(raw_lines), encoding="utf-8")
-    clean_table = source(clean).read_file(clean).table
-    for row in (4, 6, N_ROWS):  # rows around and after the bad line are intact and correctly numbered
-        assert result.table.iloc[row - 1]["findings"] == clean_table.iloc[row - 1]["findings"]
-        assert result.table.iloc[row - 1]["age"] == clean_table.iloc[row - 1]["age"]
+    table = result.table
+    assert table["source_row"].tolist() == list(range(1, N_ROWS + 1))
+    assert sorted((i.source_row, i.field) for i in result.issues) == [
+        (1, "row"), (5, "row"), (8, "diagnosis"), (8, "findings"), (8, "row")
+    ]
+    clean = source(sample).read_file(sample).table
+    for row in (1, 4, 5, 6, 10, N_ROWS):  # the data of the other fields is intact and correctly numbered
+        assert table.iloc[row - 1]["findings"] == clean.iloc[row - 1]["findings"]
+        assert table.iloc[row - 1]["age"] == clean.iloc[row - 1]["age"]
+    assert table.iloc[7]["age"] == 12.0 and table.iloc[7]["sex"] == "M" and table.iloc[7]["findings"] == []
+
+
+def test_compressed_release_files(tmp_path, sample, raw_lines):
+    zipped = tmp_path / "release_test_patients.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("release_test_patients", "".join(raw_lines))
+    gz = tmp_path / "part.csv.gz"
+    gz.write_bytes(gzip.compress("".join(raw_lines).encode("utf-8")))
+    cols = ["age", "sex", "findings", "history", "measurements", "diagnosis", "source_row"]
+    clean = source(sample).read_file(sample).table[cols]
+    for path, stem in ((zipped, "release_test_patients"), (gz, "part")):
+        table = source(path).read_file(path).table
+        pd.testing.assert_frame_equal(table[cols], clean)
+        assert table["patient_id"].iloc[0] == f"{stem}-1"
 
 
 def test_icd10_diagnosis(sample):

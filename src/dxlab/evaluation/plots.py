@@ -118,8 +118,8 @@ def plot_calibration(
             continue
         t = table.sort_values("mean_confidence")
         ax.plot(t["mean_confidence"], t["accuracy"], marker="o", markersize=4, label=_short(name))
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
     ax.set_aspect("equal")
     ax.set_xlabel("mean top-1 probability in bin")
     ax.set_ylabel("top-1 accuracy in bin")

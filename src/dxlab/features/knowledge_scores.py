@@ -68,7 +68,11 @@ class KnowledgeScorer(BaseEstimator, TransformerMixin):
         elif self.diseases is not None:
             diseases = list(self.diseases)
         elif y is not None:
-            diseases = sorted(set(pd.Series(y).dropna().astype(str)))
+            # Labels without annotations (e.g. case reports of diseases newer than the HPO release) cannot be
+            # scored from knowledge: they are left out here and count as misses in evaluation.
+            diseases = sorted(set(pd.Series(y).dropna().astype(str)) & known)
+            if not diseases:
+                raise ValueError("none of the training labels is an annotated disease of the knowledge base")
         else:
             raise ValueError("KnowledgeScorer needs labels y or an explicit `diseases` list to know what to score")
         unknown = [d for d in diseases if d not in known]

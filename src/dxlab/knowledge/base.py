@@ -15,6 +15,18 @@ from scipy import sparse
 from dxlab.knowledge import hpo
 
 TABLES = ("terms", "aliases", "annotations", "diseases")
+# Branches whose findings only one sex can have (genitalia, menstruation, sex-specific infertility).
+FEMALE_ONLY_BRANCHES = frozenset({"HP:0010460", "HP:0000140", "HP:0008222"})
+MALE_ONLY_BRANCHES = frozenset({"HP:0010461", "HP:0003251"})
+
+
+def term_sex(ancestors: frozenset[str]) -> str:
+    """FEMALE or MALE for a finding only that sex can have, else ''."""
+    if ancestors & FEMALE_ONLY_BRANCHES:
+        return "FEMALE"
+    if ancestors & MALE_ONLY_BRANCHES:
+        return "MALE"
+    return ""
 
 
 def build_knowledge(
@@ -44,6 +56,7 @@ def build_knowledge(
     live["ic"] = [ic[t] for t in live["id"]]
     live["n_diseases"] = [counts[t] for t in live["id"]]
     live["organ_systems"] = [sorted(closure[t] & systems) for t in live["id"]]
+    live["sex"] = [term_sex(closure[t]) for t in live["id"]]
     live = live.drop(columns=["obsolete"]).reset_index(drop=True)
 
     diseases = _disease_table(annotations, closure, systems)
@@ -57,7 +70,20 @@ def _disease_table(annotations: pd.DataFrame, closure, systems: set[str]) -> pd.
         system_counts: Counter[str] = Counter()
         for term in phen["hpo_id"]:
             system_counts.update(closure[term] & systems)
+        # A disease is sex-specific when its annotations say so, or when it is largely made of findings only one
+        # sex can have (a quarter of its annotations, one of them shown by >= 80% of patients, e.g. primary
+        # amenorrhea in ovarian dysgenesis). A syndrome that merely lists cryptorchidism stays for both sexes.
+        term_sexes = [term_sex(closure[t]) for t in phen["hpo_id"]]
+        finding_sex = set(term_sexes) - {""}
+        frequent_sex = {term_sex(closure[t]) for t in phen.loc[phen["frequency"] >= 0.8, "hpo_id"]} - {""}
+        share = sum(1 for x in term_sexes if x) / max(len(term_sexes), 1)
         sexes = set(phen["sex"]) - {""}
+        if len(frequent_sex) == 1 and finding_sex == frequent_sex and share >= 0.25:
+            sex_specific = next(iter(frequent_sex))
+        elif len(sexes) == 1 and (phen["sex"] != "").all():
+            sex_specific = next(iter(sexes))
+        else:
+            sex_specific = ""
         rows.append(
             {
                 "disease_id": disease_id,
@@ -69,7 +95,7 @@ def _disease_table(annotations: pd.DataFrame, closure, systems: set[str]) -> pd.
                 "onset": sorted(set(group.loc[group["aspect"] == "C", "hpo_id"]) | (set(group["onset"]) - {""})),
                 "organ_systems": [s for s, _ in system_counts.most_common()],
                 "primary_system": system_counts.most_common(1)[0][0] if system_counts else "",
-                "sex_specific": sexes.pop() if len(sexes) == 1 and len(phen[phen["sex"] == ""]) == 0 else "",
+                "sex_specific": sex_specific,
             }
         )
     return pd.DataFrame(rows)

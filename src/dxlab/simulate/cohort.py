@@ -98,7 +98,9 @@ class _DiseaseModel:
         positive = ann[~ann["negated"] & (ann["frequency"] > 0)]
         self.terms = positive["hpo_id"].to_numpy()
         self.freq = positive["frequency"].to_numpy(dtype=float)
-        self.sex = positive["sex"].to_numpy()
+        # An annotation applies to one sex when the file says so or when only that sex can have the finding.
+        term_sex = dict(zip(knowledge.terms["id"], knowledge.terms["sex"]))
+        self.sex = np.array([s or term_sex.get(t, "") for s, t in zip(positive["sex"], positive["hpo_id"])])
         self.negated = ann.loc[ann["negated"] | (ann["frequency"] == 0), "hpo_id"].to_numpy()
         self.inheritance = list(row["inheritance"])
         self.onset = list(row["onset"])

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict:
     processed, reports = Path(cfg.paths.processed), Path(cfg.paths.reports)
     train, test = read_parquet(processed / "train.parquet"), read_parquet(processed / "test.parquet")
-    train_counts = train["diagnosis"].value_counts().to_dict()
+    train_counts = train["diagnosis"].astype(str).value_counts().to_dict()
     thresholds = OmegaConf.to_container(cfg.evaluate.strata)
     ks = tuple(cfg.evaluate.ks)
     names = {}
@@ -42,7 +42,7 @@ def run(cfg: DictConfig) -> dict:
         results[spec.name] = result
         per_disease = M.per_disease_table(y_true, proba, classes, train_counts, thresholds)
         per_disease.insert(1, "name", per_disease["disease"].map(names).fillna(""))
-        calibration[spec.name] = M.calibration_table(y_true, proba, classes, n_bins=10)
+        calibration[spec.name] = M.calibration_table(y_true, proba, classes, n_bins=cfg.evaluate.calibration_bins)
         y_pred = classes[np.argmax(proba, axis=1)]
         pairs = M.confused_pairs(y_true, y_pred, top=cfg.evaluate.n_confused_pairs)
         pairs["pair"] = [f"{names.get(a, a)[:30]} -> {names.get(p, p)[:30]}" for a, p in zip(pairs["actual"], pairs["predicted"])]
@@ -54,7 +54,8 @@ def run(cfg: DictConfig) -> dict:
         pd.DataFrame({"actual": y_true, "predicted": y_pred}).to_csv(out / "predictions.csv", index=False)
         figures.mkdir(parents=True, exist_ok=True)
         pngs = [plots.plot_recall_vs_train_count(per_disease, figures / f"{spec.name}_recall_vs_train_count.png",
-                                                 title=f"{spec.name}: per-disease recall by training patients"),
+                                                 title=f"{spec.name}: per-disease recall by training patients",
+                                                 thresholds=thresholds),
                 plots.plot_confused_pairs(pairs, figures / f"{spec.name}_confused_pairs.png", labels=names)]
         with stage_run("evaluate", cfg, nested=True, run_name=f"evaluate/{spec.name}",
                        tags={"dxlab.model": spec.name}):

@@ -18,7 +18,7 @@ def run(cfg: DictConfig) -> dict:
     processed = Path(cfg.paths.processed)
     train, test = read_parquet(processed / "train.parquet"), read_parquet(processed / "test.parquet")
     featurizer = instantiate(cfg.features).fit(train, train["diagnosis"])
-    out = processed / "features"
+    out = Path(cfg.paths.features)
     out.mkdir(parents=True, exist_ok=True)
     x_train, x_test = featurizer.transform(train), featurizer.transform(test)
     sparse.save_npz(out / "train.npz", x_train)

@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict:
     processed = Path(cfg.paths.processed)
     train = read_parquet(processed / "train.parquet")
-    featurizer = joblib.load(processed / "features" / "featurizer.joblib")
-    x_train = sparse.load_npz(processed / "features" / "train.npz")
+    featurizer = joblib.load(Path(cfg.paths.features) / "featurizer.joblib")
+    x_train = sparse.load_npz(Path(cfg.paths.features) / "train.npz")
     metrics = {}
     for spec in model_specs(cfg):
         with stage_run("train", cfg, nested=True, run_name=f"train/{spec.name}", tags={"dxlab.model": spec.name}):

@@ -26,7 +26,8 @@ def run(cfg: DictConfig) -> dict:
         knowledge = Knowledge.load(cfg.paths.knowledge)
         term_known = lambda t: knowledge.normalise_term(t) is not None  # noqa: E731
         diseases = set(knowledge.diseases["disease_id"])
-        disease_known = diseases.__contains__
+        if cfg.data.get("require_known_diagnosis", True):
+            disease_known = diseases.__contains__
     v = cfg.validate
     result = validate_table(table, parse_issues, term_known, disease_known, labelled=cfg.data.labelled,
                             age_range=tuple(v.age_range), require_findings=v.require_findings,

@@ -47,9 +47,10 @@ def log_pyfunc(model_path: str | Path, name: str, pip_requirements: list[str]):
     signature = infer_signature(INPUT_EXAMPLE, output)
     return mlflow.pyfunc.log_model(
         name=name,
-        python_model=DxlabModel(),
+        python_model=str(Path(__file__).with_name("pyfunc_model.py")),
         artifacts={"model": str(model_path)},
         code_paths=[str(Path(dxlab.__file__).parent)],
         pip_requirements=pip_requirements,
         signature=signature,
+        input_example=INPUT_EXAMPLE,
     )

@@ -21,7 +21,7 @@ Problems are :class:`~dxlab.data.schema.RowIssue` s and the row is still returne
 * numeric value that is not a number or not on the scale -> field ``measurements``
 * non-numeric or negative age -> ``age``; unknown sex code -> ``sex``
 * missing or unknown pathology -> ``diagnosis``
-* a CSV line with more fields than the header -> ``row`` (the line is re-read with the python parser)
+* a CSV line with fewer fields than the header, or non-empty extra fields -> ``row``
 
 The release files hold answers equal to the question's default too (``E_204_@_V_10``: "did not travel",
 present for almost every patient; ``E_57_@_V_123``: pain radiates "nowhere"). They are kept as written.
@@ -29,10 +29,17 @@ present for almost every patient; ``E_57_@_V_123``: pain radiates "nowhere"). Th
 
 from __future__ import annotations
 
+import bz2
+import csv
+import gzip
+import io
 import json
+import lzma
 import math
 import re
+import zipfile
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +65,6 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("age", "sex", "diagnosis", "features")
 CSV_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip", ".zip")
 SEX_MAP: dict[str, str] = {"F": "F", "M": "M", "FEMALE": "F", "MALE": "M"}
 VALUE_SEP = "_@_"
-_BAD_LINE = "\x00dxlab-bad-line:"  # marker put in the features cell of a CSV line with too many fields
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -235,6 +241,32 @@ def _file_stem(path: Path) -> str:
     return path.stem
 
 
+@contextmanager
+def _open_text(path: Path) -> Iterator[io.TextIOBase]:
+    """A (possibly compressed) CSV as text for the csv module; ValueError naming the file if it cannot be opened."""
+    name = path.name.lower()
+    with ExitStack() as stack:
+        try:
+            if name.endswith(".gz"):
+                handle = stack.enter_context(gzip.open(path, "rt", encoding="utf-8-sig", newline=""))
+            elif name.endswith(".bz2"):
+                handle = stack.enter_context(bz2.open(path, "rt", encoding="utf-8-sig", newline=""))
+            elif name.endswith(".xz"):
+                handle = stack.enter_context(lzma.open(path, "rt", encoding="utf-8-sig", newline=""))
+            elif name.endswith(".zip"):  # the release ships each split as a zip holding one CSV
+                archive = stack.enter_context(zipfile.ZipFile(path))
+                members = [m for m in archive.namelist() if not m.endswith("/")]
+                if len(members) != 1:
+                    raise ValueError(f"expected one file in the zip archive, found {members}")
+                raw = stack.enter_context(archive.open(members[0]))
+                handle = stack.enter_context(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
+            else:
+                handle = stack.enter_context(path.open(encoding="utf-8-sig", newline=""))
+        except (OSError, zipfile.BadZipFile, ValueError) as exc:
+            raise ValueError(f"{path}: cannot open DDXPlus CSV: {exc}") from exc
+        yield handle
+
+
 def _text(value: Any) -> str:
     """A CSV cell as stripped text; NaN / None -> ""."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -308,41 +340,47 @@ class DDXPlusSource:
         return IngestResult(table=table, issues=issues)
 
     def iter_chunks(self, path) -> Iterator[IngestResult]:
-        """Canonical rows of one CSV, ``chunksize`` rows at a time (bounded memory on the 1.3 M-row release)."""
+        """Canonical rows of one CSV, ``chunksize`` rows at a time (bounded memory on the 1.3 M-row release).
+
+        Records are split with the ``csv`` module rather than ``pd.read_csv(chunksize=...)``: with chunks,
+        pandas (2.x, C and python engines) silently truncates a line with extra fields once it is past the
+        first chunk, and mis-reads the first column as an index when the first line has extra fields, so a
+        ragged line could not be reported as a RowIssue. Each chunk becomes one DataFrame.
+        """
         path = Path(path)
-        columns, header = self._read_header(path)
-        yielded = 0
-        try:
-            for frame in self._reader(path, columns, engine="c"):
-                yield self._convert(frame, path, columns, header, first_row=yielded + 1)
-                yielded += len(frame)
-            return
-        except pd.errors.ParserError:
-            pass  # a line with too many fields: re-read with the python parser, which keeps and marks it
-        except (UnicodeDecodeError, OSError) as exc:
-            raise ValueError(f"{path}: cannot read DDXPlus CSV: {exc}") from exc
-        seen = 0
-        try:
-            for frame in self._reader(path, columns, engine="python"):
-                start = seen
-                seen += len(frame)
-                if seen <= yielded:
-                    continue
-                frame = frame.iloc[max(0, yielded - start):]
-                yield self._convert(frame, path, columns, header, first_row=max(start, yielded) + 1)
-        except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
-            raise ValueError(f"{path}: cannot read DDXPlus CSV: {exc}") from exc
+        with _open_text(path) as fh:
+            reader = csv.reader(fh)
+            columns, header = self._read_header(path, reader)
+            positions = {canon: columns.index(orig) for orig, canon in header.items()}
+            n_columns = len(columns)
+            row_no = 0
+            batch: list[tuple[int, list[str]]] = []
+            try:
+                for record in reader:
+                    if not record:  # blank line (pandas skips these too)
+                        continue
+                    row_no += 1
+                    batch.append((row_no, record))
+                    if len(batch) >= self.chunksize:
+                        yield self._convert(batch, path, positions, n_columns)
+                        batch = []
+            except (csv.Error, UnicodeDecodeError, OSError, EOFError) as exc:
+                raise ValueError(f"{path}: cannot read DDXPlus CSV after data row {row_no}: {exc}") from exc
+            if batch:
+                yield self._convert(batch, path, positions, n_columns)
 
     # -- internals ----------------------------------------------------------------------------------------------
-    def _read_header(self, path: Path) -> tuple[list[str], dict[str, str]]:
+    def _read_header(self, path: Path, reader) -> tuple[list[str], dict[str, str]]:
         """The file's columns, and original name -> canonical name for those this adapter uses (checked)."""
         try:
-            columns = list(pd.read_csv(path, nrows=0).columns)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as exc:
+            columns = next(reader)
+        except StopIteration:
+            raise ValueError(f"{path}: empty file, not a DDXPlus patient CSV") from None
+        except (csv.Error, UnicodeDecodeError, OSError, EOFError) as exc:
             raise ValueError(f"{path}: cannot read DDXPlus CSV header: {exc}") from exc
         mapping: dict[str, str] = {}
         for col in columns:
-            canon = COLUMN_ALIASES.get(str(col).strip().lower())
+            canon = COLUMN_ALIASES.get(col.strip().lower())
             if canon is None:
                 continue
             if canon in mapping.values():
@@ -356,50 +394,26 @@ class DDXPlusSource:
             )
         return columns, mapping
 
-    def _reader(self, path: Path, columns: list[str], engine: str):
-        kwargs: dict[str, Any] = dict(dtype=str, keep_default_na=False, chunksize=self.chunksize, engine=engine)
-        if engine == "python":
-            # keep a line with too many fields (pandas would drop it) and mark it so _row reports it
-            n_columns = len(columns)
-            features_at = next(
-                i for i, c in enumerate(columns) if COLUMN_ALIASES.get(str(c).strip().lower()) == "features"
-            )
-
-            def mark(fields: list[str]) -> list[str]:
-                kept = list(fields[:n_columns])
-                kept[features_at] = f"{_BAD_LINE}{len(fields)}"
-                return kept
-
-            kwargs["on_bad_lines"] = mark
-        return pd.read_csv(path, **kwargs)
-
     def _convert(
-        self, frame: pd.DataFrame, path: Path, columns: list[str], header: dict[str, str], first_row: int
+        self, batch: list[tuple[int, list[str]]], path: Path, positions: dict[str, int], n_columns: int
     ) -> IngestResult:
-        frame = frame.rename(columns=header)
         file_name, stem = path.name, _file_stem(path)
         issues: list[RowIssue] = []
         rows = []
-        cols = {c: frame[c].tolist() for c in REQUIRED_COLUMNS}
-        for i in range(len(frame)):
-            rec = {c: cols[c][i] for c in REQUIRED_COLUMNS}
-            rows.append(self._row(rec, first_row + i, file_name, stem, len(columns), issues))
+        for row_no, record in batch:
+            ragged = len(record) < n_columns or any(f.strip() for f in record[n_columns:])
+            if ragged:
+                reason = f"malformed CSV line: {len(record)} fields, header has {n_columns}"
+                issues.append(RowIssue(file_name, row_no, "row", reason))
+            rec = {c: (record[i] if i < len(record) else "") for c, i in positions.items()}
+            rows.append(self._row(rec, row_no, file_name, stem, issues))
         return IngestResult(table=make_table(rows), issues=issues)
 
-    def _row(
-        self, rec: dict, row_no: int, file_name: str, stem: str, n_columns: int, issues: list[RowIssue]
-    ) -> dict:
+    def _row(self, rec: dict, row_no: int, file_name: str, stem: str, issues: list[RowIssue]) -> dict:
         def issue(field: str, reason: str) -> None:
             issues.append(RowIssue(file_name, row_no, field, reason))
 
         features_text = _text(rec["features"])
-        if features_text.startswith(_BAD_LINE):
-            n_found = features_text[len(_BAD_LINE):]
-            issue("row", f"malformed CSV line: {n_found} fields, header has {n_columns}")
-            features_text = ""
-            malformed = True
-        else:
-            malformed = False
 
         age_text = _text(rec["age"])
         age = float("nan")
@@ -435,8 +449,7 @@ class DDXPlusSource:
         history: list[str] = []
         measurements: dict[str, float] = {}
         if not features_text:
-            if not malformed:
-                issue("findings", "missing evidence list")
+            issue("findings", "missing evidence list")
         else:
             tokens = _split_list(features_text)
             if tokens is None:

@@ -1,0 +1,78 @@
+"""The exploration notebook runs top to bottom on the tiny project and shows what it promises."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+from dxlab.data.schema import read_parquet  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOK_DIR = REPO / "notebooks"
+EXPLORATION = NOTEBOOK_DIR / "01_data_exploration.ipynb"
+
+
+def _ensure_python3_kernel() -> None:
+    """Install the venv's ipykernel as the `python3` kernelspec (into sys.prefix) only when none is found."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec("python3")
+    except NoSuchKernel:
+        from ipykernel import kernelspec
+
+        kernelspec.install(user=False, prefix=sys.prefix)
+
+
+def _text_outputs(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            parts.append(out.get("text", ""))
+        elif out.get("output_type") in ("display_data", "execute_result"):
+            parts.append(out.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+@pytest.mark.integration
+def test_exploration_notebook_runs_on_tiny_project(tiny_project, monkeypatch):
+    root, cfg, _ = tiny_project
+    monkeypatch.setenv("DXLAB_PROJECT_DIR", str(root))
+    _ensure_python3_kernel()
+
+    patients = read_parquet(Path(cfg.paths.interim) / "patients.parquet")
+    n_diseases = patients["diagnosis"].dropna().nunique()
+    assert n_diseases > 0
+
+    nb = nbformat.read(EXPLORATION, as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK_DIR)}}
+    )
+    client.execute()  # raises CellExecutionError on the first failing cell
+
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    errors = [o for c in code_cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, errors
+    # It read the tiny project, not the repository's data folder.
+    assert str(root.resolve()) in _text_outputs(code_cells[0])
+
+    images = [
+        o
+        for c in code_cells
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
+    ]
+    assert images, "no figure was displayed"
+
+    class_cells = [c for c in code_cells if "class-distribution" in c.metadata.get("tags", [])]
+    assert len(class_cells) == 1
+    text = _text_outputs(class_cells[0])
+    assert f"{n_diseases} diseases" in text, text

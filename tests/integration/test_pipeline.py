@@ -1,0 +1,80 @@
+"""The stage graph end to end on a tiny cohort (tests/conftest.py runs it once per session)."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from dxlab.data.schema import read_parquet
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_stage_wrote_its_outputs(tiny_project):
+    root, cfg, metrics = tiny_project
+    assert len(list((root / "data" / "raw" / "hpo_cohort").glob("patients_*.csv"))) == cfg.data.simulator.n_days
+    for path in ("data/interim/patients.parquet", "data/processed/train.parquet", "data/processed/test.parquet",
+                 "data/processed/features/featurizer.joblib", "models/logreg.joblib",
+                 "models/knowledge_ranker.joblib", "reports/metrics.json", "reports/metrics.md"):
+        assert (root / path).exists(), path
+    assert list((root / "reports" / "figures").glob("*.png"))
+
+
+def test_metrics_cover_models_and_strata(tiny_project):
+    root, _, metrics = tiny_project
+    results = json.loads((root / "reports" / "metrics.json").read_text())
+    assert set(results) == {"logreg", "knowledge_ranker"}
+    for model in results.values():
+        assert set(model) == {"overall", "common", "mid", "rare"}
+        assert 0.0 <= model["overall"]["top1"] <= model["overall"]["top3"] <= model["overall"]["top10"] <= 1.0
+    # a dozen diseases with distinct annotation profiles: both models must do far better than chance (1/12)
+    assert results["knowledge_ranker"]["overall"]["top3"] > 0.5
+    assert results["logreg"]["overall"]["top3"] > 0.5
+    assert "| logreg | rare |" in (root / "reports" / "metrics.md").read_text()
+
+
+def test_injected_bad_rows_are_quarantined_not_dropped(tiny_project):
+    root, _, metrics = tiny_project
+    quarantine = pd.read_csv(root / "data" / "quarantine" / "quarantine.csv")
+    valid = read_parquet(root / "data" / "interim" / "patients.parquet")
+    n_raw = sum(len(pd.read_csv(p)) for p in (root / "data" / "raw" / "hpo_cohort").glob("patients_*.csv"))
+    n_bad = quarantine[["source_file", "source_row"]].drop_duplicates().shape[0]
+    assert n_bad >= 1 and len(valid) + n_bad == n_raw
+    assert {"source_file", "source_row", "field", "reason"} <= set(quarantine.columns)
+
+
+def test_no_raw_patient_id_leaves_ingest(tiny_project):
+    root, _, _ = tiny_project
+    raw_ids = set(pd.concat(pd.read_csv(p) for p in (root / "data" / "raw" / "hpo_cohort").glob("patients_*.csv"))["patient_id"])
+    valid = read_parquet(root / "data" / "interim" / "patients.parquet")
+    assert valid["patient_id"].str.startswith("px-").all()
+    assert not set(valid["patient_id"]) & raw_ids
+    quarantine = pd.read_csv(root / "data" / "quarantine" / "quarantine.csv", keep_default_na=False)
+    assert not set(quarantine["patient_id"]) & raw_ids
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    for run in client.search_runs(client.search_experiments()[0].experiment_id
+                                  if client.search_experiments() else "0"):
+        blob = json.dumps(run.data.params) + json.dumps(run.data.tags)
+        assert not any(pid in blob for pid in raw_ids)
+
+
+def test_runs_are_tracked_in_mlflow(tiny_project):
+    root, cfg, _ = tiny_project
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    runs = client.search_runs([experiment.experiment_id])
+    names = {r.info.run_name for r in runs}
+    assert {"evaluate/logreg", "evaluate/knowledge_ranker", "train/logreg"} <= names
+    evaluated = next(r for r in runs if r.info.run_name == "evaluate/logreg")
+    assert "rare/top3" in evaluated.data.metrics or "overall/top3" in evaluated.data.metrics
+    assert evaluated.data.tags.get("mlflow.source.git.commit")
+
+
+def test_split_keeps_every_disease_in_training(tiny_project):
+    root, _, _ = tiny_project
+    train = read_parquet(root / "data" / "processed" / "train.parquet")
+    test = read_parquet(root / "data" / "processed" / "test.parquet")
+    assert set(test["diagnosis"]) <= set(train["diagnosis"])
+    assert not set(train["patient_id"]) & set(test["patient_id"])
