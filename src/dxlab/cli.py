@@ -32,6 +32,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_readme(args: argparse.Namespace) -> int:
+    """Copy the metrics table of the last run into README.md, between the metrics markers."""
+    root = project_root()
+    table = root / "reports" / "metrics.md"
+    if not table.exists():
+        print("no metrics yet: run `make repro`", file=sys.stderr)
+        return 1
+    readme = root / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- metrics:start -->", "<!-- metrics:end -->"
+    if start not in text or end not in text:
+        print(f"README.md lacks the {start} / {end} markers", file=sys.stderr)
+        return 1
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{table.read_text().strip()}\n{end}{tail}")
+    print(f"updated {readme}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dxlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_params)
     p = sub.add_parser("report", help=cmd_report.__doc__)
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("readme", help=cmd_readme.__doc__)
+    p.set_defaults(func=cmd_readme)
     args = parser.parse_args(argv)
     return args.func(args)
 
