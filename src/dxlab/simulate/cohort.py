@@ -184,6 +184,8 @@ def simulate_patients(knowledge: Knowledge, cfg: SimulatorConfig) -> Cohort:
     # Terms a clinician would check and find absent: other panel diseases' frequent findings.
     frequent = ann[~ann["negated"] & (ann["frequency"] >= 0.5)]["hpo_id"].unique()
     history_codes = list(cfg.history_codes.items())
+    term_sex = dict(zip(knowledge.terms["id"], knowledge.terms["sex"]))
+    sex_name = {"F": "FEMALE", "M": "MALE"}
 
     rows = []
     serial = 0
@@ -208,12 +210,14 @@ def simulate_patients(knowledge: Knowledge, cfg: SimulatorConfig) -> Cohort:
                 findings.append(term)
             for _ in range(rng.poisson(cfg.noise_findings_mean)):
                 findings.append(str(bg_terms[rng.choice(len(bg_terms), p=bg_p)]))
-            findings = list(dict.fromkeys(findings))
+            # No finding only the other sex can have, whatever its origin (annotation, noise, imprecision).
+            findings = [t for t in dict.fromkeys(findings) if term_sex.get(t, "") in ("", sex_name[sex])]
             implied = knowledge.propagate(findings)
             n_excluded = rng.poisson(cfg.excluded_findings_mean)
             candidates = list(model.negated) + [t for t in rng.choice(frequent, size=min(len(frequent), 6 * n_excluded + 2), replace=False)
                                                 if t not in model.implied]
-            excluded = [t for t in dict.fromkeys(candidates) if t not in implied][:n_excluded]
+            excluded = [t for t in dict.fromkeys(candidates)
+                        if t not in implied and term_sex.get(t, "") in ("", sex_name[sex])][:n_excluded]
             rate = max([cfg.family_history_rates.get(i, cfg.default_family_history_rate) for i in model.inheritance]
                        or [cfg.default_family_history_rate])
             family = 1.0 if rng.random() < rate else 0.0
