@@ -52,6 +52,19 @@ def cmd_readme(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Point an alias (default champion) at a registered model version, as in the MLflow UI."""
+    import mlflow
+
+    from dxlab.tracking.mlflow_tracking import tracking_uri
+    from dxlab.tracking.registry import promote
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri())
+    promote(client, args.name, args.version, args.alias)
+    print(f"{args.name}@{args.alias} -> version {args.version}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dxlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_params)
     p = sub.add_parser("report", help=cmd_report.__doc__)
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("promote", help=cmd_promote.__doc__)
+    p.add_argument("--version", required=True, help="registered model version")
+    p.add_argument("--alias", default="champion")
+    p.add_argument("--name", default="dxlab", help="registered model name (tracking.registered_model)")
+    p.set_defaults(func=cmd_promote)
     p = sub.add_parser("readme", help=cmd_readme.__doc__)
     p.set_defaults(func=cmd_readme)
     args = parser.parse_args(argv)

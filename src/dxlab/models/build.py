@@ -51,6 +51,14 @@ def fit_model(spec: ModelSpec, train: pd.DataFrame, featurizer=None, x_train=Non
     return Pipeline([("features", featurizer), ("classifier", estimator)])
 
 
+def build_pipeline(cfg: DictConfig, spec: ModelSpec):
+    """A fresh, unfitted pipeline from patients to probabilities: what cross-validation refits per fold."""
+    estimator = instantiate(spec.config.estimator)
+    if spec.input == "patients":
+        return estimator
+    return Pipeline([("features", instantiate(cfg.features)), ("classifier", estimator)])
+
+
 def save_model(model, directory: str | Path, name: str) -> Path:
     path = Path(directory) / f"{name}.joblib"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,9 @@ def run(cfg: DictConfig) -> dict:
             if cfg.tracking.enabled and cfg.tracking.get("log_models", True):
                 from dxlab.tracking.pyfunc import log_pyfunc
 
-                log_pyfunc(path, spec.name, package_requirements())
+                info = log_pyfunc(path, spec.name, package_requirements())
+                write_json({"model_uri": info.model_uri, "run_id": info.run_id},
+                           Path(cfg.paths.models) / f"{spec.name}.mlflow.json")
             log.info("trained %s in %.1f s (%d diseases)", spec.name, seconds, len(model.classes_))
     write_json(metrics, Path(cfg.paths.reports) / "stages" / "train.json")
     return metrics

@@ -1,0 +1,80 @@
+"""Stratified k-fold cross-validation of a whole model pipeline, with out-of-fold predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold
+
+from dxlab.evaluation.metrics import evaluate_predictions
+
+
+@dataclass
+class CVResult:
+    folds: list[dict]  # evaluate_predictions output per fold
+    oof: pd.DataFrame  # out-of-fold probabilities, rows = validated patients, columns = diseases
+    report: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """Mean and standard deviation of every metric over folds, by stratum."""
+        out: dict = {}
+        for stratum in self.folds[0]:
+            out[stratum] = {}
+            for metric in self.folds[0][stratum]:
+                values = [f[stratum][metric] for f in self.folds if f[stratum].get(metric) is not None]
+                if values and all(isinstance(v, (int, float)) for v in values):
+                    out[stratum][f"{metric}_mean"] = float(np.mean(values))
+                    out[stratum][f"{metric}_std"] = float(np.std(values))
+        return out
+
+
+def fold_indices(y: Sequence[str], n_splits: int, seed: int, shuffle: bool = True):
+    """Stratified folds over the diseases with >= n_splits patients; the others train in every fold."""
+    y = pd.Series(np.asarray(y, dtype=str))
+    counts = y.value_counts()
+    always_train = sorted(counts[counts < n_splits].index)
+    pinned = np.flatnonzero(y.isin(always_train).to_numpy())
+    rest = np.flatnonzero(~y.isin(always_train).to_numpy())
+    splitter = StratifiedKFold(n_splits=n_splits, shuffle=shuffle, random_state=seed if shuffle else None)
+    folds = []
+    for train_pos, val_pos in splitter.split(rest, y.iloc[rest]):
+        folds.append((np.sort(np.concatenate([rest[train_pos], pinned])), rest[val_pos]))
+    return folds, always_train
+
+
+def cross_validate(build: Callable[[], object], patients: pd.DataFrame, y: Sequence[str], n_splits: int = 5,
+                   seed: int = 0, shuffle: bool = True, thresholds: Mapping[str, int] | None = None,
+                   ks: Sequence[int] = (1, 3, 10), on_fold: Callable[[int, dict], None] | None = None) -> CVResult:
+    """Fit a fresh pipeline from `build()` on each training fold (samplers included, so synthetic rows only
+    ever join training folds) and score the validation fold."""
+    y = np.asarray(y, dtype=str)
+    folds, always_train = fold_indices(y, n_splits, seed, shuffle)
+    classes = np.asarray(sorted(set(y)), dtype=object)
+    oof = np.full((len(y), len(classes)), np.nan, dtype=np.float32)
+    results = []
+    for k, (train_idx, val_idx) in enumerate(folds):
+        model = build()
+        model.fit(patients.iloc[train_idx].reset_index(drop=True), y[train_idx])
+        proba = model.predict_proba(patients.iloc[val_idx].reset_index(drop=True))
+        model_classes = np.asarray(model.classes_).astype(str)
+        aligned = np.zeros((len(val_idx), len(classes)), dtype=np.float32)
+        position = {c: i for i, c in enumerate(classes)}
+        for j, c in enumerate(model_classes):
+            aligned[:, position[c]] = proba[:, j]
+        oof[val_idx] = aligned
+        counts = pd.Series(y[train_idx]).value_counts().to_dict()
+        result = evaluate_predictions(y[val_idx], proba, model_classes, counts, thresholds, ks=ks)
+        results.append(result)
+        if on_fold:
+            on_fold(k, result)
+    validated = np.flatnonzero(~np.isnan(oof[:, 0]))
+    oof_frame = pd.DataFrame(oof[validated], columns=classes)
+    oof_frame.insert(0, "row", validated)
+    oof_frame.insert(1, "diagnosis", y[validated])
+    report = {"n_splits": n_splits, "n_patients": int(len(y)), "n_validated": int(len(validated)),
+              "diseases_never_validated": always_train,
+              "n_diseases_never_validated": len(always_train)}
+    return CVResult(results, oof_frame, report)
