@@ -9,14 +9,16 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING := false
 # pip's find-links on this machine lists many local folders it then ignores: keep the log readable.
-PIP_QUIET := grep -v -e "^WARNING: Location" -e "is ignored: it is neither" || true
+# (pipefail keeps pip's exit status; the braces stop grep's "nothing left" status from failing the line)
+PIP_QUIET := { grep -v -e "^WARNING: Location" -e "is ignored: it is neither" || true; }
 
-.PHONY: setup repro test ui params clean-data help
+.PHONY: setup repro test ui params bench clean-data help
 
 help:
 	@echo "make repro   set up .venv and run the full DVC pipeline on the embedded default data"
 	@echo "make test    run the test suite (installs what it needs)"
 	@echo "make ui      open the MLflow UI on the project's store (mlflow.db)"
+	@echo "make bench   training time, memory, throughput and quality per model (bench/results.md)"
 	@echo "make params  recompose params.yaml from conf/ (what dvc exp run -S does)"
 
 setup: $(STAMP)
@@ -38,6 +40,10 @@ params: setup
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q
+
+bench: setup
+	@test -f data/processed/train.parquet || dvc repro preprocess
+	$(PY) -m dxlab.bench --out bench
 
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

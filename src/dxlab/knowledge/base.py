@@ -78,6 +78,8 @@ def _disease_table(annotations: pd.DataFrame, closure, systems: set[str]) -> pd.
         frequent_sex = {term_sex(closure[t]) for t in phen.loc[phen["frequency"] >= 0.8, "hpo_id"]} - {""}
         share = sum(1 for x in term_sexes if x) / max(len(term_sexes), 1)
         sexes = set(phen["sex"]) - {""}
+        # Ties broken by term id: set iteration order changes between processes (hash randomisation).
+        ranked_systems = [s for s, _ in sorted(system_counts.items(), key=lambda item: (-item[1], item[0]))]
         if len(frequent_sex) == 1 and finding_sex == frequent_sex and share >= 0.25:
             sex_specific = next(iter(frequent_sex))
         elif len(sexes) == 1 and (phen["sex"] != "").all():
@@ -93,8 +95,8 @@ def _disease_table(annotations: pd.DataFrame, closure, systems: set[str]) -> pd.
                 "n_excluded": int(group["negated"].sum()),
                 "inheritance": sorted(set(group.loc[group["aspect"] == "I", "hpo_id"])),
                 "onset": sorted(set(group.loc[group["aspect"] == "C", "hpo_id"]) | (set(group["onset"]) - {""})),
-                "organ_systems": [s for s, _ in system_counts.most_common()],
-                "primary_system": system_counts.most_common(1)[0][0] if system_counts else "",
+                "organ_systems": ranked_systems,
+                "primary_system": ranked_systems[0] if ranked_systems else "",
                 "sex_specific": sex_specific,
             }
         )
