@@ -22,7 +22,11 @@ def summarise_sweep(sweep_dir: str | Path, primary: str = "top3") -> pd.DataFram
         overrides = " ".join(OmegaConf.load(overrides_file)) if overrides_file.exists() else member.name
         train_file = member / "reports" / "stages" / "train.json"
         train = json.loads(train_file.read_text()) if train_file.exists() else {}
+        config_file = member / "config.yaml"
+        selected = OmegaConf.load(config_file).model.name if config_file.exists() else None
         for model, strata in json.loads(metrics_file.read_text()).items():
+            if selected and model != selected:  # the baseline rides along in every member: count it once
+                continue
             row = {"member": member.name, "overrides": overrides, "model": model,
                    "fit_seconds": train.get(model, {}).get("fit_seconds"),
                    "fit_peak_python_mb": train.get(model, {}).get("fit_peak_python_mb")}
@@ -36,19 +40,50 @@ def summarise_sweep(sweep_dir: str | Path, primary: str = "top3") -> pd.DataFram
     return table.reset_index(drop=True)
 
 
+def augmentation_verdict(table: pd.DataFrame, primary: str = "top3") -> list[str]:
+    """Per model: does any augmentation beat `augment=none` on the rare stratum? Said with the numbers."""
+    if "augment" not in table or table["augment"].isna().all():
+        return []
+    lines, col = [], f"rare_{primary}"
+    for model, group in table.groupby("model"):
+        base = group[group["augment"] == "none"]
+        others = group[(group["augment"] != "none") & group[col].notna()]
+        if base.empty or others.empty or base[col].isna().all():
+            continue
+        reference = base[col].max()
+        best = others.loc[others[col].idxmax()]
+        if best[col] > reference:
+            lines.append(f"- {model}: augment={best['augment']} beats none on rare {primary} "
+                         f"({best[col]:.3f} vs {reference:.3f})")
+        else:
+            lines.append(f"- {model}: no augmentation beats none on rare {primary} (best {best['augment']} "
+                         f"{best[col]:.3f} vs none {reference:.3f})")
+    return lines
+
+
+SHOWN = ["overrides", "model", "fit_seconds", "fit_peak_python_mb", "overall_top1", "overall_{p}", "common_{p}",
+         "mid_{p}", "rare_top1", "rare_{p}", "rare_macro_f1", "overall_ece"]
+
+
 def write_summary(sweep_dir: str | Path, primary: str = "top3") -> Path | None:
     sweep_dir = Path(sweep_dir)
     table = summarise_sweep(sweep_dir, primary)
     if table.empty:
         return None
+    table["augment"] = table["overrides"].str.extract(r"augment=(\S+)", expand=False).fillna("none")
     table.to_csv(sweep_dir / "summary.csv", index=False)
-    lines = [f"# Sweep summary ({len(table)} model runs), ranked by rare-stratum {primary}", ""]
+    lines = [f"# Sweep summary ({len(table)} model runs), ranked by rare-stratum {primary}", "",
+             "Winner per stratum:"]
     for stratum in ("common", "mid", "rare", "overall"):
         col = f"{stratum}_{primary}"
         if col in table and table[col].notna().any():
             best = table.loc[table[col].idxmax()]
-            lines.append(f"- best on **{stratum}** ({primary}): {best['model']} [{best['overrides']}] = {best[col]:.3f}")
-    lines += ["", table.to_markdown(index=False, floatfmt=".3f")]
+            lines.append(f"- **{stratum}** ({primary}): {best['model']} [{best['overrides']}] = {best[col]:.3f}")
+    verdict = augmentation_verdict(table, primary)
+    if verdict:
+        lines += ["", "Augmentation against none:", *verdict]
+    shown = [c.format(p=primary) for c in SHOWN if c.format(p=primary) in table]
+    lines += ["", table[shown].to_markdown(index=False, floatfmt=".3f")]
     path = sweep_dir / "summary.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -1,0 +1,33 @@
+"""The sweep summary ranks members by rare-stratum metrics and says whether augmentation helps."""
+
+import json
+
+import yaml
+
+from dxlab.evaluation.sweep_summary import write_summary
+
+
+def _member(root, n, model, augment, rare_top3, overall_top3):
+    member = root / str(n)
+    (member / "reports").mkdir(parents=True)
+    (member / ".hydra").mkdir()
+    (member / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model={model}", f"augment={augment}"]))
+    (member / "config.yaml").write_text(yaml.safe_dump({"model": {"name": model}}))
+    metrics = {"overall": {"top3": overall_top3, "top1": 0.5}, "common": {"top3": 0.9}, "mid": {"top3": 0.8},
+               "rare": {"top3": rare_top3, "top1": 0.3}}
+    baseline = {s: {"top3": 0.1} for s in metrics}
+    (member / "reports" / "metrics.json").write_text(json.dumps({model: metrics, "knowledge_ranker": baseline}))
+
+
+def test_summary_ranks_by_rare_and_reports_augmentation(tmp_path):
+    _member(tmp_path, 0, "logreg", "none", 0.70, 0.95)
+    _member(tmp_path, 1, "logreg", "smote", 0.75, 0.94)
+    _member(tmp_path, 2, "mlp", "none", 0.80, 0.90)
+    _member(tmp_path, 3, "mlp", "gan", 0.78, 0.91)
+    text = write_summary(tmp_path).read_text()
+    assert "**rare** (top3): mlp [model=mlp augment=none] = 0.800" in text
+    assert "**overall** (top3): logreg [model=logreg augment=none] = 0.950" in text
+    assert "logreg: augment=smote beats none on rare top3 (0.750 vs 0.700)" in text
+    assert "mlp: no augmentation beats none on rare top3 (best gan 0.780 vs none 0.800)" in text
+    assert "knowledge_ranker" not in text  # the baseline riding along is not a sweep member
+    assert (tmp_path / "summary.csv").exists()
