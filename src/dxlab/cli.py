@@ -65,6 +65,18 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_external(args: argparse.Namespace) -> int:
+    """Rank every known disease for each case of a JSONL or phenopacket folder; write metrics.json, ranks.csv."""
+    from dxlab.config import load_params
+    from dxlab.stages import evaluate_external
+
+    overrides = [f"external.cases={args.cases}", f"external.out={args.out}"]
+    if args.reference is not None:
+        overrides.append(f"external.reference_cases={args.reference}")
+    evaluate_external.run(load_params(overrides))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dxlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alias", default="champion")
     p.add_argument("--name", default="dxlab", help="registered model name (tracking.registered_model)")
     p.set_defaults(func=cmd_promote)
+    p = sub.add_parser("evaluate-external", help=cmd_evaluate_external.__doc__)
+    p.add_argument("--cases", required=True, help="cases.jsonl or a folder of GA4GH phenopacket JSON files")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--reference", default=None, help="reference cases for the case-based ranker "
+                   "(default: external.reference_cases; cases of the query's own publication are never used)")
+    p.set_defaults(func=cmd_evaluate_external)
     p = sub.add_parser("readme", help=cmd_readme.__doc__)
     p.set_defaults(func=cmd_readme)
     args = parser.parse_args(argv)

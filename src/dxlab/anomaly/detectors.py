@@ -230,6 +230,29 @@ class KNNDetector(BaseDetector):
         return dist[:, -1] if self.method == "largest" else dist.mean(axis=1)
 
 
+class MahalanobisDetector(BaseDetector):
+    """Squared Mahalanobis distance to the training mean on standardised features, i.e. the PCA detector that
+    weighs every principal component by one over its variance (Shyu et al. 2003): it catches rows that break
+    the correlations between measurements (height against weight) even when each value alone is plausible.
+    Eigenvalues are floored at ``min_variance`` x the largest, so constant features do not divide by zero."""
+
+    def __init__(self, min_variance: float = 1e-6, threshold: str = "contamination", rate: float = 0.05):
+        self.min_variance = min_variance
+        self.threshold = threshold
+        self.rate = rate
+
+    def _fit(self, X):
+        self.scaler_ = StandardScaler().fit(X)
+        Z = self.scaler_.transform(X)
+        variances, self.components_ = np.linalg.eigh(np.atleast_2d(np.cov(Z, rowvar=False)))
+        self.explained_variance_ = np.maximum(variances, self.min_variance * max(variances.max(), 1e-12))
+        return self._score(X)
+
+    def _score(self, X):
+        projected = self._scaled(X) @ self.components_
+        return (projected ** 2 / self.explained_variance_).sum(axis=1)
+
+
 class ECODDetector(BaseDetector):
     """Empirical-CDF outlier detection (ECOD, Li et al. 2022): per feature, minus the log tail probability of
     the value under the training distribution, summed over features; the tail (left, right or the one the
@@ -441,7 +464,7 @@ class EnsembleDetector(BaseDetector):
         if weights.shape != (len(self.detectors_),):
             raise ValueError(f"weights has {weights.size} values for {len(self.detectors_)} detectors")
         self.weights_ = weights / weights.sum()
-        self._reference = {name: np.sort(det.train_scores_) for name, det in self.detectors_.items()}
+        self.reference_scores_ = {name: np.sort(det.train_scores_) for name, det in self.detectors_.items()}
         return self._combine({name: det.train_scores_ for name, det in self.detectors_.items()})
 
     def member_scores(self, X) -> pd.DataFrame:
@@ -451,7 +474,7 @@ class EnsembleDetector(BaseDetector):
         return pd.DataFrame({name: self._normalise(name, det._score(X)) for name, det in self.detectors_.items()})
 
     def _normalise(self, name: str, scores: np.ndarray) -> np.ndarray:
-        ref = self._reference[name]
+        ref = self.reference_scores_[name]
         if self.normalisation == "rank":
             lo, hi = np.searchsorted(ref, scores, side="left"), np.searchsorted(ref, scores, side="right")
             return (lo + hi) / (2.0 * len(ref))
@@ -475,13 +498,15 @@ DETECTORS: dict[str, type[BaseDetector]] = {
     "ocsvm": OCSVMDetector,
     "knn": KNNDetector,
     "ecod": ECODDetector,
+    "mahalanobis": MahalanobisDetector,
     "autoencoder": AutoencoderDetector,
     "ensemble": EnsembleDetector,
 }
 
 
 def make_detector(name: str, **params) -> BaseDetector:
-    """A detector by short name (``iforest``, ``lof``, ``ocsvm``, ``knn``, ``ecod``, ``autoencoder``,
+    """A detector by short name (``iforest``, ``lof``, ``ocsvm``, ``knn``, ``ecod``, ``mahalanobis``,
+    ``autoencoder``,
     ``ensemble``) with its parameters."""
     try:
         cls = DETECTORS[name]
@@ -513,6 +538,6 @@ def with_seed(detector: BaseEstimator, seed: int) -> BaseEstimator:
 
 __all__: Sequence[str] = (
     "AutoencoderDetector", "BaseDetector", "DETECTORS", "ECODDetector", "EnsembleDetector", "IsolationForestDetector",
-    "KNNDetector", "LOFDetector", "OCSVMDetector", "check_matrix", "detectors_from_config", "make_detector",
+    "KNNDetector", "LOFDetector", "MahalanobisDetector", "OCSVMDetector", "check_matrix", "detectors_from_config", "make_detector",
     "threshold_from_scores", "with_seed",
 )

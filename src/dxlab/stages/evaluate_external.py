@@ -1,0 +1,45 @@
+"""Stage `evaluate_external`: rank every known disease for real case reports (leave-publication-out).
+
+    python -m dxlab.stages.evaluate_external external.cases=PATH external.out=DIR
+    dxlab evaluate-external --cases PATH --out DIR
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from dxlab.external.evaluate import evaluate_external
+from dxlab.stages._runner import main_for, write_json
+from dxlab.tracking.mlflow_tracking import log_artifact
+
+
+def run(cfg: DictConfig) -> dict:
+    ext = cfg.external
+    if not Path(ext.cases).exists():  # the shared real cases are optional for a user of the project
+        print(f"evaluate_external: {ext.cases} not found, skipped (set external.cases to your case file)")
+        Path(ext.out).mkdir(parents=True, exist_ok=True)
+        write_json({"skipped": f"{ext.cases} not found"}, Path(cfg.paths.reports) / "stages" / "evaluate_external.json")
+        return {}
+    metrics = evaluate_external(ext.cases, ext.out, cfg.paths.knowledge, ext.get("reference_cases"),
+                                tuple(ext.databases), OmegaConf.to_container(ext.weights))
+    for name in ("metrics.json", "ranks.csv"):
+        log_artifact(Path(ext.out) / name)
+    headline = {k: metrics[k] for k in ("n_cases", "top1", "top3", "top10", "mrr", "n_covered", "covered_top1",
+                                        "covered_top3", "covered_top10")}
+    write_json({"ensemble": headline, **{k: v for k, v in metrics["by_ranker"].items() if k != "ensemble"}},
+               Path(cfg.paths.reports) / "stages" / "evaluate_external.json")
+    print("\nExternal validation (all cases; unknown diseases count as misses):")
+    for name, m in metrics["by_ranker"].items():
+        print(f"  {name:10s} top1 {m['top1']:.3f}  top3 {m['top3']:.3f}  top10 {m['top10']:.3f}  "
+              f"mrr {m['mrr']:.3f}  covered {m['n_covered']}/{m['n_cases']}")
+    return {name: {k: v for k, v in m.items() if isinstance(v, (int, float))} for name, m in metrics["by_ranker"].items()}
+
+
+def main() -> None:
+    main_for("evaluate_external", run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""External validation command on a 20-case sample of the shared case reports, and leave-publication-out."""
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dxlab.external.evaluate import CaseBasedRanker, Cases
+
+pytestmark = pytest.mark.integration
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "phenopackets" / "cases.jsonl"
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="the shared case reports are not beside the project")
+def test_command_on_a_20_case_sample(tmp_path, knowledge_dir):
+    lines = SHARED.read_text().splitlines()
+    sample = random.Random(0).sample(lines, 20)
+    cases = tmp_path / "sample.jsonl"
+    cases.write_text("\n".join(sample) + "\n")
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-m", "dxlab.cli", "evaluate-external", "--cases", str(cases), "--out", str(out),
+                    "--reference", str(cases)], check=True, capture_output=True, text=True,
+                   env={**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"})
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("n_cases", "top1", "top3", "top10", "mrr", "n_covered", "covered_top1", "covered_top3", "covered_top10"):
+        assert key in metrics
+    assert metrics["n_cases"] == 20 and metrics["top1"] <= metrics["top3"] <= metrics["top10"] <= 1
+    assert {"knowledge", "cases", "ensemble"} <= set(metrics["by_ranker"])
+    ranks = pd.read_csv(out / "ranks.csv")
+    assert len(ranks) == 20 and ranks["top10"].str.count(";").eq(9).all()
+    truth = [json.loads(line)["disease_id"] for line in sample]
+    assert list(ranks["true_disease"]) == truth
+
+
+def test_case_based_ranker_never_uses_the_same_publication(knowledge):
+    table = pd.DataFrame({"patient_id": ["a", "b", "c"], "findings": [["HP:0001250", "HP:0001263"]] * 2 + [["HP:0004322"]],
+                          "diagnosis": ["OMIM:1", "OMIM:1", "OMIM:2"]})
+    same_pub = Cases(table, np.array(["PMID:1", "PMID:1", "PMID:2"]), [])
+    ranker = CaseBasedRanker(knowledge).fit(same_pub)
+    scores = ranker.decision_function(table.iloc[[0]], ["PMID:1"])
+    assert scores.max() == 0.0  # its twin is in the same publication: not usable
+    other = ranker.decision_function(table.iloc[[0]], ["PMID:9"])
+    assert other[0, list(ranker.classes_).index("OMIM:1")] == pytest.approx(1.0, abs=1e-5)
