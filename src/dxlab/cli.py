@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -40,16 +41,35 @@ def cmd_readme(args: argparse.Namespace) -> int:
         print("no metrics yet: run `make repro`", file=sys.stderr)
         return 1
     readme = root / "README.md"
+    blocks = {"metrics": table.read_text().strip()}
+    external = root / "reports" / "stages" / "evaluate_external.json"
+    if external.exists():
+        blocks["external"] = _external_table(json.loads(external.read_text()))
     text = readme.read_text()
-    start, end = "<!-- metrics:start -->", "<!-- metrics:end -->"
-    if start not in text or end not in text:
-        print(f"README.md lacks the {start} / {end} markers", file=sys.stderr)
-        return 1
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{table.read_text().strip()}\n{end}{tail}")
+    for name, body in blocks.items():
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        if start not in text or end not in text:
+            print(f"README.md lacks the {start} / {end} markers", file=sys.stderr)
+            return 1
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{start}\n{body}\n{end}{tail}"
+    readme.write_text(text)
     print(f"updated {readme}")
     return 0
+
+
+def _external_table(stage: dict) -> str:
+    if "skipped" in stage:
+        return f"(skipped: {stage['skipped']})"
+    lines = ["| ranker | top-1 | top-3 | top-10 | MRR | covered cases | covered top-1 | covered top-10 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in ("knowledge", "bayes", "cases", "ensemble"):
+        m = stage.get(name)
+        if m:
+            lines.append(f"| {name} | {m['top1']:.1%} | {m['top3']:.1%} | {m['top10']:.1%} | {m['mrr']:.3f} | "
+                         f"{m['n_covered']:,} / {m['n_cases']:,} | {m['covered_top1']:.1%} | {m['covered_top10']:.1%} |")
+    return "\n".join(lines)
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
