@@ -93,7 +93,7 @@ def cmd_evaluate_external(args: argparse.Namespace) -> int:
     overrides = [f"external.cases={args.cases}", f"external.out={args.out}"]
     if args.reference is not None:
         overrides.append(f"external.reference_cases={args.reference}")
-    evaluate_external.run(load_params(overrides))
+    evaluate_external.run(load_params([*overrides, *args.overrides]), stage_file=False)
     return 0
 
 
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--reference", default=None, help="reference cases for the case-based ranker "
                    "(default: external.reference_cases; cases of the query's own publication are never used)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. paths.knowledge=DIR")
     p.set_defaults(func=cmd_evaluate_external)
     p = sub.add_parser("readme", help=cmd_readme.__doc__)
     p.set_defaults(func=cmd_readme)

@@ -24,7 +24,7 @@ def test_command_on_a_20_case_sample(tmp_path, knowledge_dir):
     cases.write_text("\n".join(sample) + "\n")
     out = tmp_path / "out"
     subprocess.run([sys.executable, "-m", "dxlab.cli", "evaluate-external", "--cases", str(cases), "--out", str(out),
-                    "--reference", str(cases)], check=True, capture_output=True, text=True,
+                    "--reference", str(cases), f"paths.knowledge={knowledge_dir}"], check=True, capture_output=True, text=True,
                    env={**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"})
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("n_cases", "top1", "top3", "top10", "mrr", "n_covered", "covered_top1", "covered_top3", "covered_top10"):

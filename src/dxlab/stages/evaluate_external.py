@@ -15,21 +15,28 @@ from dxlab.stages._runner import main_for, write_json
 from dxlab.tracking.mlflow_tracking import log_artifact
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig, stage_file: bool = True) -> dict:
+    """Evaluate; as the DVC stage (stage_file) also write reports/stages/evaluate_external.json."""
     ext = cfg.external
     if not Path(ext.cases).exists():  # the shared real cases are optional for a user of the project
         print(f"evaluate_external: {ext.cases} not found, skipped (set external.cases to your case file)")
         Path(ext.out).mkdir(parents=True, exist_ok=True)
-        write_json({"skipped": f"{ext.cases} not found"}, Path(cfg.paths.reports) / "stages" / "evaluate_external.json")
+        if stage_file:
+            write_json({"skipped": f"{ext.cases} not found"},
+                       Path(cfg.paths.reports) / "stages" / "evaluate_external.json")
         return {}
+    if not (Path(cfg.paths.knowledge) / "terms.parquet").exists():
+        raise SystemExit(f"evaluate_external: no knowledge tables in {cfg.paths.knowledge}; "
+                         "run `make repro` (or `dvc repro knowledge`) first, or pass paths.knowledge=DIR")
     metrics = evaluate_external(ext.cases, ext.out, cfg.paths.knowledge, ext.get("reference_cases"),
                                 tuple(ext.databases), OmegaConf.to_container(ext.weights))
     for name in ("metrics.json", "ranks.csv"):
         log_artifact(Path(ext.out) / name)
     headline = {k: metrics[k] for k in ("n_cases", "top1", "top3", "top10", "mrr", "n_covered", "covered_top1",
                                         "covered_top3", "covered_top10")}
-    write_json({"ensemble": headline, **{k: v for k, v in metrics["by_ranker"].items() if k != "ensemble"}},
-               Path(cfg.paths.reports) / "stages" / "evaluate_external.json")
+    if stage_file:
+        write_json({"ensemble": headline, **{k: v for k, v in metrics["by_ranker"].items() if k != "ensemble"}},
+                   Path(cfg.paths.reports) / "stages" / "evaluate_external.json")
     print("\nExternal validation (all cases; unknown diseases count as misses):")
     for name, m in metrics["by_ranker"].items():
         print(f"  {name:10s} top1 {m['top1']:.3f}  top3 {m['top3']:.3f}  top10 {m['top10']:.3f}  "
