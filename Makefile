@@ -12,13 +12,14 @@ export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING := false
 # (pipefail keeps pip's exit status; the braces stop grep's "nothing left" status from failing the line)
 PIP_QUIET := { grep -v -e "^WARNING: Location" -e "is ignored: it is neither" || true; }
 
-.PHONY: setup repro test ui params bench clean-data help
+.PHONY: setup repro test ui params bench anomaly-bench clean-data help
 
 help:
 	@echo "make repro   set up .venv and run the full DVC pipeline on the embedded default data"
 	@echo "make test    run the test suite (installs what it needs)"
 	@echo "make ui      open the MLflow UI on the project's store (mlflow.db)"
 	@echo "make bench   training time, memory, throughput and quality per model (bench/results.md)"
+	@echo "make anomaly-bench  anomaly detectors on ../shared/data/adbench against ADBench (reports/anomaly_benchmark.md)"
 	@echo "make params  recompose params.yaml from conf/ (what dvc exp run -S does)"
 
 setup: $(STAMP)
@@ -45,8 +46,15 @@ bench: setup
 	@test -f data/processed/train.parquet || dvc repro preprocess
 	$(PY) -m dxlab.bench --out bench
 
+ADBENCH ?= ../shared/data/adbench
+anomaly-bench: setup
+	$(PY) -m dxlab.cli anomaly-benchmark --data-dir $(ADBENCH) --out bench/anomaly
+	cp bench/anomaly/results.md reports/anomaly_benchmark.md
+	cp bench/anomaly/results.json reports/anomaly_benchmark.json
+	$(PY) -m dxlab.cli readme
+
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 clean-data:
-	rm -rf data/knowledge data/raw/hpo_cohort data/interim data/processed data/quarantine models reports/plots reports/figures
+	rm -rf data/knowledge data/raw/hpo_cohort data/interim data/processed data/quarantine models artifacts reports/plots reports/figures reports/anomaly

@@ -45,6 +45,12 @@ def cmd_readme(args: argparse.Namespace) -> int:
     external = root / "reports" / "stages" / "evaluate_external.json"
     if external.exists():
         blocks["external"] = _external_table(json.loads(external.read_text()))
+    anomaly_stage = root / "reports" / "stages" / "anomaly.json"
+    if anomaly_stage.exists():
+        blocks["anomaly"] = _anomaly_table(json.loads(anomaly_stage.read_text()))
+    bench = root / "reports" / "anomaly_benchmark.md"
+    if bench.exists():
+        blocks["anomaly-benchmark"] = _section(bench.read_text(), "## `auto` against the published")
     text = readme.read_text()
     for name, body in blocks.items():
         start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -57,6 +63,21 @@ def cmd_readme(args: argparse.Namespace) -> int:
     readme.write_text(text)
     print(f"updated {readme}")
     return 0
+
+
+def _section(markdown: str, heading: str) -> str:
+    """The body of one `## ` section of a Markdown file (without its heading)."""
+    body = markdown.split(heading, 1)[1].split("\n", 1)[1]
+    return body.split("\n## ", 1)[0].strip()
+
+
+def _anomaly_table(stage: dict) -> str:
+    lines = [f"`{stage['detector']}` on {stage['n_test']:,} test patients, {stage['n_injected']} with an injected "
+             f"anomaly: ROC-AUC {stage['roc_auc']:.3f}, PR-AUC {stage['pr_auc']:.3f}, precision "
+             f"{stage['precision']:.3f}, recall {stage['recall']:.3f}, F1 {stage['f1']:.3f} at the threshold.", "",
+             "| injected kind | recall |", "|---|---|"]
+    lines += [f"| {kind} | {recall:.2f} |" for kind, recall in stage["recall_by_kind"].items()]
+    return "\n".join(lines)
 
 
 def _external_table(stage: dict) -> str:
@@ -97,6 +118,13 @@ def cmd_evaluate_external(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_anomaly_benchmark(args: argparse.Namespace) -> int:
+    """Anomaly detectors on labelled tables (ADBench .npz files) against the published scores."""
+    from dxlab.anomaly.benchmark import main as benchmark
+
+    return benchmark(args.args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dxlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,8 +145,14 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: external.reference_cases; cases of the query's own publication are never used)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. paths.knowledge=DIR")
     p.set_defaults(func=cmd_evaluate_external)
+    p = sub.add_parser("anomaly-benchmark", help=cmd_anomaly_benchmark.__doc__, add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER, help="see `dxlab anomaly-benchmark --help`")
+    p.set_defaults(func=cmd_anomaly_benchmark)
     p = sub.add_parser("readme", help=cmd_readme.__doc__)
     p.set_defaults(func=cmd_readme)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["anomaly-benchmark"]:  # its own parser: every option goes through untouched
+        return cmd_anomaly_benchmark(argparse.Namespace(args=argv[1:]))
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -8,6 +8,7 @@ from dxlab.anomaly.detectors import (
     IsolationForestDetector,
     KNNDetector,
     LOFDetector,
+    MahalanobisDetector,
     OCSVMDetector,
     make_detector,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "IsolationForestDetector",
     "KNNDetector",
     "LOFDetector",
+    "MahalanobisDetector",
     "OCSVMDetector",
     "make_detector",
 ]

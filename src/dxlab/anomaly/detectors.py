@@ -17,7 +17,7 @@ empirical-CDF detector counts the point as a new one), so the flagged share on n
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -145,10 +145,31 @@ class IsolationForestDetector(BaseDetector):
         self.forest_ = IsolationForest(n_estimators=self.n_estimators, max_samples=self.max_samples,
                                        max_features=self.max_features, random_state=self.random_state,
                                        n_jobs=self.n_jobs).fit(X)
-        return self._score(X)
+        return self._out_of_bag_scores(X)
 
     def _score(self, X):
         return -self.forest_.score_samples(X)
+
+    def _out_of_bag_scores(self, X):
+        """Training scores from the trees that did not sample the row, so they match scores of new rows (a tree
+        isolates its own sample points faster). Rows sampled by every tree keep their in-sample score."""
+        forest = self.forest_
+        depth_sum, count = np.zeros(len(X)), np.zeros(len(X))
+        for tree, rows, features in zip(forest.estimators_, forest.estimators_samples_, forest.estimators_features_):
+            out = np.ones(len(X), dtype=bool)
+            out[rows] = False
+            if not out.any():
+                continue
+            sub = X[out][:, features].astype(np.float32)
+            leaves = tree.apply(sub)
+            depth = np.asarray(tree.decision_path(sub).sum(axis=1)).ravel() - 1.0
+            depth_sum[out] += depth + _average_path_length(tree.tree_.n_node_samples[leaves])
+            count[out] += 1
+        scores = -forest.score_samples(X)
+        have = count > 0
+        normaliser = _average_path_length(np.array([forest.max_samples_]))[0]
+        scores[have] = 2.0 ** (-(depth_sum[have] / count[have]) / normaliser)
+        return scores
 
 
 class LOFDetector(BaseDetector):
@@ -335,7 +356,8 @@ class AutoencoderDetector(BaseDetector):
         n, d = Z.shape
         self.latent_size_ = int(max(1, min(self.latent_size, d // 2)))
         seed = 0 if self.random_state is None else int(self.random_state)
-        with _torch_settings(self.n_threads):
+        # fork_rng: seed the weight initialisation without touching the caller's global torch random state
+        with _TorchSettings(self.n_threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.model_ = nn.Sequential(
                 nn.Linear(d, self.hidden_size), nn.ReLU(),
@@ -387,7 +409,7 @@ class AutoencoderDetector(BaseDetector):
         import torch
 
         Z = self.scaler_.transform(X).astype(np.float32)
-        with _torch_settings(self.n_threads), torch.no_grad():
+        with _TorchSettings(self.n_threads), torch.no_grad():
             out = self.model_(torch.from_numpy(Z)).numpy()
         return (out - Z) ** 2
 
@@ -395,7 +417,17 @@ class AutoencoderDetector(BaseDetector):
         return self._feature_errors(X).mean(axis=1)
 
 
-class _torch_settings:
+def _average_path_length(n: np.ndarray) -> np.ndarray:
+    """c(n): the average path length of an unsuccessful search in a binary search tree of n points (Liu et al.)."""
+    n = np.asarray(n, dtype=float)
+    out = np.zeros_like(n)
+    out[n == 2] = 1.0
+    big = n > 2
+    out[big] = 2.0 * (np.log(n[big] - 1.0) + np.euler_gamma) - 2.0 * (n[big] - 1.0) / n[big]
+    return out
+
+
+class _TorchSettings:
     """Deterministic kernels and a thread cap for the duration of a fit or score, restored afterwards."""
 
     def __init__(self, n_threads: int):
@@ -422,13 +454,15 @@ class _torch_settings:
 class EnsembleDetector(BaseDetector):
     """Average of member scores, each normalised against the member's own training scores.
 
-    normalisation: ``rank`` (the share of training scores below the score: robust to each detector's scale and
-    skew), ``zscore`` (standardised with the training mean and spread). combine: ``mean`` or ``max``.
+    normalisation: ``zscore`` (standardised with the mean and standard deviation of the member's training
+    scores; keeps how extreme a score is beyond anything seen in training) or ``rank`` (the share of training
+    scores below it: robust to skewed scores but flat beyond the training maximum). combine: ``mean`` or ``max``.
     detectors: ``{name: detector}``, a list of ``(name, detector)`` pairs, or detector names for
-    :func:`make_detector`. ``random_state`` (when set) is passed to every member that takes one.
+    :func:`make_detector`; default Isolation Forest + kNN + ECOD. ``random_state`` (when set) is passed to every
+    member that takes one.
     """
 
-    def __init__(self, detectors=None, normalisation: str = "rank", combine: str = "mean", weights=None,
+    def __init__(self, detectors=None, normalisation: str = "zscore", combine: str = "mean", weights=None,
                  random_state: int | None = None, threshold: str = "contamination", rate: float = 0.05):
         self.detectors = detectors
         self.normalisation = normalisation
@@ -536,8 +570,8 @@ def with_seed(detector: BaseEstimator, seed: int) -> BaseEstimator:
     return detector
 
 
-__all__: Sequence[str] = (
+__all__ = [
     "AutoencoderDetector", "BaseDetector", "DETECTORS", "ECODDetector", "EnsembleDetector", "IsolationForestDetector",
-    "KNNDetector", "LOFDetector", "MahalanobisDetector", "OCSVMDetector", "check_matrix", "detectors_from_config", "make_detector",
-    "threshold_from_scores", "with_seed",
-)
+    "KNNDetector", "LOFDetector", "MahalanobisDetector", "OCSVMDetector", "check_matrix", "detectors_from_config",
+    "make_detector", "threshold_from_scores", "with_seed",
+]
