@@ -76,3 +76,34 @@ def test_exploration_notebook_runs_on_tiny_project(tiny_project, monkeypatch):
     assert len(class_cells) == 1
     text = _text_outputs(class_cells[0])
     assert f"{n_diseases} diseases" in text, text
+
+
+def _run(notebook: Path):
+    nb = nbformat.read(notebook, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOK_DIR)}}).execute()
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    errors = [o for c in code_cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, errors
+    images = [o for c in code_cells for o in c.get("outputs", [])
+              if o.get("output_type") == "display_data" and "image/png" in o.get("data", {})]
+    assert images, "no figure was displayed"
+    return code_cells, "\n".join(_text_outputs(c) for c in code_cells)
+
+
+@pytest.mark.integration
+def test_preprocessing_notebook_describes_the_tiny_split_and_features(tiny_project, monkeypatch):
+    root, cfg, _ = tiny_project
+    monkeypatch.setenv("DXLAB_PROJECT_DIR", str(root))
+    _ensure_python3_kernel()
+    code_cells, text = _run(NOTEBOOK_DIR / "02_preprocessing.ipynb")
+    assert str(root.resolve()) in _text_outputs(code_cells[0])
+    train = read_parquet(Path(cfg.paths.processed) / "train.parquet")
+    test = read_parquet(Path(cfg.paths.processed) / "test.parquet")
+    n_diseases = len(set(train["diagnosis"]) | set(test["diagnosis"]))
+    assert f"split-table: {n_diseases} diseases" in text, text
+    import scipy.sparse
+
+    x = scipy.sparse.load_npz(Path(cfg.paths.features) / "train.npz")
+    assert f"feature-matrix: {x.shape[0]:,} x {x.shape[1]:,}" in text, text
