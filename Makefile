@@ -12,7 +12,7 @@ export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING := false
 # (pipefail keeps pip's exit status; the braces stop grep's "nothing left" status from failing the line)
 PIP_QUIET := { grep -v -e "^WARNING: Location" -e "is ignored: it is neither" || true; }
 
-.PHONY: setup repro test ui params bench anomaly-bench clean-data help
+.PHONY: setup repro test ui params bench anomaly-bench ddxplus clean-data help
 
 help:
 	@echo "make repro   set up .venv and run the full DVC pipeline on the embedded default data"
@@ -20,6 +20,7 @@ help:
 	@echo "make ui      open the MLflow UI on the project's store (mlflow.db)"
 	@echo "make bench   training time, memory, throughput and quality per model (bench/results.md)"
 	@echo "make anomaly-bench  anomaly detectors on ../shared/data/adbench against ADBench (reports/anomaly_benchmark.md)"
+	@echo "make ddxplus cross-validation of the model variants on DDXPlus (reports/ddxplus/summary.md)"
 	@echo "make params  recompose params.yaml from conf/ (what dvc exp run -S does)"
 
 setup: $(STAMP)
@@ -45,6 +46,9 @@ test: setup
 bench: setup
 	@test -f data/processed/train.parquet || dvc repro preprocess
 	$(PY) -m dxlab.bench --out bench
+
+ddxplus: setup
+	dvc repro ddxplus_cv
 
 ADBENCH ?= ../shared/data/adbench
 anomaly-bench: setup
