@@ -107,3 +107,22 @@ def test_preprocessing_notebook_describes_the_tiny_split_and_features(tiny_proje
 
     x = scipy.sparse.load_npz(Path(cfg.paths.features) / "train.npz")
     assert f"feature-matrix: {x.shape[0]:,} x {x.shape[1]:,}" in text, text
+
+
+@pytest.mark.integration
+def test_baselines_notebook_scores_every_trained_model(tiny_project, monkeypatch):
+    import joblib
+    import numpy as np
+
+    root, cfg, _ = tiny_project
+    monkeypatch.setenv("DXLAB_PROJECT_DIR", str(root))
+    _ensure_python3_kernel()
+    _, text = _run(NOTEBOOK_DIR / "03_model_baselines.ipynb")
+    names = sorted(p.stem for p in Path(cfg.paths.models).glob("*.joblib"))
+    assert f"models: {', '.join(names)};" in text, text
+    test = read_parquet(Path(cfg.paths.processed) / "test.parquet")
+    learned = next(n for n in names if n != "knowledge_ranker")
+    model = joblib.load(Path(cfg.paths.models) / f"{learned}.joblib")
+    predicted = np.asarray(model.classes_)[model.predict_proba(test).argmax(axis=1)]
+    errors = int((predicted != test["diagnosis"].to_numpy()).sum())
+    assert f"{learned}: {errors} errors on {len(test)} patients" in text, text
