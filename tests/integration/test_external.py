@@ -30,11 +30,21 @@ def test_command_on_a_20_case_sample(tmp_path, knowledge_dir):
     for key in ("n_cases", "top1", "top3", "top10", "mrr", "n_covered", "covered_top1", "covered_top3", "covered_top10"):
         assert key in metrics
     assert metrics["n_cases"] == 20 and metrics["top1"] <= metrics["top3"] <= metrics["top10"] <= 1
-    assert {"knowledge", "cases", "ensemble"} <= set(metrics["by_ranker"])
+    assert {"knowledge", "likelihood", "cases", "ensemble"} <= set(metrics["by_ranker"])
+    assert metrics["ablations"] and all(m["n_cases"] == 20 for m in metrics["ablations"].values())
+    # the sample is its own reference, used across publications only: every case falls in one coverage group
+    groups = metrics["breakdown"]
+    assert sum(g["n_cases"] for g in groups.values()) == 20
     ranks = pd.read_csv(out / "ranks.csv")
     assert len(ranks) == 20 and ranks["top10"].str.count(";").eq(9).all()
     truth = [json.loads(line)["disease_id"] for line in sample]
     assert list(ranks["true_disease"]) == truth
+    assert {"rank_knowledge", "rank_likelihood", "rank_cases"} <= set(ranks.columns)
+    hits = ranks[ranks["rank"] <= 10]
+    assert (hits["annotated"] | hits["seen_elsewhere"]).all()  # only a disease the ensemble knows can be found
+    report = (out / "external_validation.md").read_text()
+    assert "## Rankers side by side" in report and "## Model card" in report
+    assert (out / "figures" / "topk.png").stat().st_size > 0 and (out / "figures" / "rank_histogram.png").exists()
 
 
 def test_case_based_ranker_never_uses_the_same_publication(knowledge):

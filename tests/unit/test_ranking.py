@@ -28,3 +28,28 @@ def test_ranking_metrics_by_hand():
     assert m["covered_top3"] == pytest.approx(3 / 4)
     # MRR: (1 + 1/2.5 + 1/2.5 + 0 + 1/11) / 5
     assert m["mrr"] == pytest.approx((1 + 0.4 + 0.4 + 0 + 1 / 11) / 5)
+
+
+def test_publication_of_a_case_from_pmid_field_case_id_or_file(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from dxlab.external.evaluate import publications
+
+    lines = [{"case_id": "a", "pmid": "PMID:11", "disease_id": "OMIM:1", "observed": []},
+             {"case_id": "PMID_22_patient_3", "disease_id": "OMIM:1", "observed": []},
+             {"case_id": "c", "disease_id": "OMIM:1", "observed": []}]
+    path = tmp_path / "cases.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    table = pd.DataFrame({"patient_id": ["a", "PMID_22_patient_3", "c"], "source_file": ["cases.jsonl"] * 3})
+    assert list(publications(path, table)) == ["PMID:11", "PMID:22", "file:cases.jsonl"]
+
+
+def test_merge_params_overrides_one_section_and_keeps_the_rest():
+    from dxlab.external.evaluate import DEFAULT_PARAMS, merge_params
+
+    merged = merge_params({"likelihood": {"mention_weight": 0.0}, "weights": {"cases": 0.0}})
+    assert merged["likelihood"]["mention_weight"] == 0.0
+    assert merged["likelihood"]["partial_match"] == DEFAULT_PARAMS["likelihood"]["partial_match"]
+    assert merged["weights"]["cases"] == 0.0 and DEFAULT_PARAMS["weights"]["cases"] != 0.0  # defaults untouched

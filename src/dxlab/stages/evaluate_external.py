@@ -11,6 +11,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dxlab.external.evaluate import evaluate_external
+from dxlab.external.report import write_report
+from dxlab.knowledge.base import Knowledge
 from dxlab.stages._runner import main_for, write_json
 from dxlab.tracking.mlflow_tracking import log_artifact
 
@@ -29,16 +31,19 @@ def run(cfg: DictConfig, stage_file: bool = True) -> dict:
         raise SystemExit(f"evaluate_external: no knowledge tables in {cfg.paths.knowledge}; "
                          "run `make repro` (or `dvc repro knowledge`) first, or pass paths.knowledge=DIR")
     metrics = evaluate_external(ext.cases, ext.out, cfg.paths.knowledge, ext.get("reference_cases"),
-                                tuple(ext.databases), OmegaConf.to_container(ext.weights))
-    for name in ("metrics.json", "ranks.csv"):
-        log_artifact(Path(ext.out) / name)
+                                OmegaConf.to_container(ext.rankers, resolve=True))
+    # the DVC stage writes the project report; a command run on any file reports into its own folder
+    report = Path(ext.report) if stage_file else Path(ext.out) / "external_validation.md"
+    write_report(ext.out, report, Path(ext.out) / "figures", Knowledge.load(cfg.paths.knowledge).disease_names)
+    for path in (Path(ext.out) / "metrics.json", Path(ext.out) / "ranks.csv", report):
+        log_artifact(path)
     headline = {k: metrics[k] for k in ("n_cases", "top1", "top3", "top10", "mrr", "n_covered", "covered_top1",
                                         "covered_top3", "covered_top10")}
     if stage_file:
         write_json({"ensemble": headline, **{k: v for k, v in metrics["by_ranker"].items() if k != "ensemble"}},
                    Path(cfg.paths.reports) / "stages" / "evaluate_external.json")
     print("\nExternal validation (all cases; unknown diseases count as misses):")
-    for name, m in metrics["by_ranker"].items():
+    for name, m in {**metrics["by_ranker"], **metrics["ablations"]}.items():
         print(f"  {name:10s} top1 {m['top1']:.3f}  top3 {m['top3']:.3f}  top10 {m['top10']:.3f}  "
               f"mrr {m['mrr']:.3f}  covered {m['n_covered']}/{m['n_cases']}")
     return {name: {k: v for k, v in m.items() if isinstance(v, (int, float))} for name, m in metrics["by_ranker"].items()}
