@@ -45,7 +45,7 @@ test: setup
 
 bench: setup
 	@test -f data/processed/train.parquet || dvc repro preprocess
-	$(PY) -m dxlab.bench --out bench
+	$(PY) -m dxlab.bench --out bench --models logreg,rf,xgb,mlp,bayes --augments none,class_weight,smote,knowledge
 
 ddxplus: setup
 	dvc repro ddxplus_cv

@@ -9,7 +9,10 @@ import joblib
 import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from sklearn.base import clone
 from sklearn.pipeline import Pipeline
+
+from dxlab.augment import configure_classifier, is_patient_level, make_sampler
 
 
 @dataclass
@@ -38,17 +41,27 @@ def model_specs(cfg: DictConfig) -> list[ModelSpec]:
     return specs
 
 
-def fit_model(spec: ModelSpec, train: pd.DataFrame, featurizer=None, x_train=None):
+def fit_model(spec: ModelSpec, train: pd.DataFrame, featurizer=None, x_train=None, augment=None):
     """Fit one model. Learned models reuse the fitted featurizer and its cached matrix; the result is a
-    Pipeline from patients to probabilities either way."""
+    Pipeline from patients to probabilities either way. `augment` (the config's augment node, None = none):
+    a matrix sampler resamples the cached matrix before the classifier fits; a patient-level augmenter refits
+    a clone of the featurizer on the augmented patients, as cross-validation does."""
     estimator = instantiate(spec.config.estimator)
     y = train["diagnosis"].astype(str).to_numpy()
     if spec.input == "patients":
         return estimator.fit(train, y)
     if featurizer is None or x_train is None:
         raise ValueError(f"model {spec.name!r} needs the features stage's featurizer and matrix")
-    estimator.fit(x_train, y)
-    return Pipeline([("features", featurizer), ("classifier", estimator)])
+    estimator = configure_classifier(augment, estimator)
+    sampler = make_sampler(augment)
+    if sampler is None:
+        estimator.fit(x_train, y)
+        return _assemble(featurizer, estimator)
+    if is_patient_level(sampler):
+        return _assemble(clone(featurizer), estimator, sampler).fit(train, y)
+    x_resampled, y_resampled = sampler.fit_resample(x_train, y)
+    estimator.fit(x_resampled, y_resampled)
+    return _assemble(featurizer, estimator, sampler)
 
 
 def build_pipeline(cfg: DictConfig, spec: ModelSpec):
@@ -56,7 +69,22 @@ def build_pipeline(cfg: DictConfig, spec: ModelSpec):
     estimator = instantiate(spec.config.estimator)
     if spec.input == "patients":
         return estimator
-    return Pipeline([("features", instantiate(cfg.features)), ("classifier", estimator)])
+    augment = cfg.get("augment")
+    return _assemble(instantiate(cfg.features), configure_classifier(augment, estimator), make_sampler(augment))
+
+
+def _assemble(features, classifier, sampler=None):
+    """Patients -> probabilities. With a matrix sampler: an imbalanced-learn Pipeline (samplers run in fit,
+    never in predict); with a patient-level augmenter: an AugmentedPipeline (augments in fit only)."""
+    if sampler is None:
+        return Pipeline([("features", features), ("classifier", classifier)])
+    if is_patient_level(sampler):
+        from dxlab.augment.knowledge_synthesis import AugmentedPipeline
+
+        return AugmentedPipeline(sampler, Pipeline([("features", features), ("classifier", classifier)]))
+    from imblearn.pipeline import Pipeline as SamplingPipeline
+
+    return SamplingPipeline([("features", features), ("sampler", sampler), ("classifier", classifier)])
 
 
 def save_model(model, directory: str | Path, name: str) -> Path:
