@@ -12,7 +12,7 @@ export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING := false
 # (pipefail keeps pip's exit status; the braces stop grep's "nothing left" status from failing the line)
 PIP_QUIET := { grep -v -e "^WARNING: Location" -e "is ignored: it is neither" || true; }
 
-.PHONY: setup repro test ui params bench anomaly-bench ddxplus clean-data help
+.PHONY: setup repro test ui params bench anomaly-bench ddxplus airflow-venv clean-data help
 
 help:
 	@echo "make repro   set up .venv and run the full DVC pipeline on the embedded default data"
@@ -45,7 +45,13 @@ test: setup
 
 bench: setup
 	@test -f data/processed/train.parquet || dvc repro preprocess
-	$(PY) -m dxlab.bench --out bench --models logreg,rf,xgb,mlp,bayes --augments none,class_weight,smote,knowledge
+	$(PY) -m dxlab.bench --out bench
+	$(PY) bench/production.py
+
+# Apache Airflow pins FastAPI below what the API needs: the DAG test uses its own environment (optional).
+airflow-venv:
+	@test -x .venv/airflow/bin/python || $(PYTHON) -m venv .venv/airflow
+	.venv/airflow/bin/pip install -q "apache-airflow==3.3.2" 2>&1 | $(PIP_QUIET)
 
 ddxplus: setup
 	dvc repro ddxplus_cv

@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_MODELS = ("knowledge_ranker", "logreg")
-DEFAULT_AUGMENTS = ("none",)
+DEFAULT_MODELS = ("knowledge_ranker", "logreg", "bayes", "ensemble", "mlp", "rf", "xgb")
+DEFAULT_AUGMENTS = ("none", "class_weight", "smote", "knowledge")
 
 
 def run_member(model: str, augment: str, repeats: int = 3) -> dict:

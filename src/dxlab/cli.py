@@ -48,6 +48,9 @@ def cmd_readme(args: argparse.Namespace) -> int:
     anomaly_stage = root / "reports" / "stages" / "anomaly.json"
     if anomaly_stage.exists():
         blocks["anomaly"] = _anomaly_table(json.loads(anomaly_stage.read_text()))
+    ddxplus = root / "reports" / "ddxplus" / "summary.md"
+    if ddxplus.exists():
+        blocks["ddxplus"] = ddxplus.read_text().strip()
     bench = root / "reports" / "anomaly_benchmark.md"
     if bench.exists():
         blocks["anomaly-benchmark"] = _section(bench.read_text(), "## `auto` against the published")
@@ -85,7 +88,7 @@ def _external_table(stage: dict) -> str:
         return f"(skipped: {stage['skipped']})"
     lines = ["| ranker | top-1 | top-3 | top-10 | MRR | covered cases | covered top-1 | covered top-10 |",
              "|---|---|---|---|---|---|---|---|"]
-    for name in ("knowledge", "bayes", "cases", "ensemble"):
+    for name in ("knowledge", "bayes", "likelihood", "cases", "ensemble"):
         m = stage.get(name)
         if m:
             lines.append(f"| {name} | {m['top1']:.1%} | {m['top3']:.1%} | {m['top10']:.1%} | {m['mrr']:.3f} | "
@@ -150,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_anomaly_benchmark)
     p = sub.add_parser("readme", help=cmd_readme.__doc__)
     p.set_defaults(func=cmd_readme)
+    from dxlab.serving.commands import add_commands  # predict, serve, monitor, retrain
+
+    add_commands(sub)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["anomaly-benchmark"]:  # its own parser: every option goes through untouched
         return cmd_anomaly_benchmark(argparse.Namespace(args=argv[1:]))

@@ -27,8 +27,9 @@ def registry_project(tiny_project, tmp_path):
     mlflow.set_tracking_uri(cfg.tracking.uri)
     mlflow.set_experiment("approval-test")
     with mlflow.start_run():
-        info = log_pyfunc(f"{cfg.paths.models}/logreg.joblib", "logreg", package_requirements())
-    (tmp_path / "models" / "logreg.mlflow.json").write_text(json.dumps({"model_uri": info.model_uri}))
+        name = cfg.model.name
+        info = log_pyfunc(f"{cfg.paths.models}/{name}.joblib", name, package_requirements())
+    (tmp_path / "models" / f"{name}.mlflow.json").write_text(json.dumps({"model_uri": info.model_uri}))
     return cfg
 
 

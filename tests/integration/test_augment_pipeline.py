@@ -26,7 +26,8 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 def with_augment(cfg, option: str, **paths):
     """The tiny project's config with another augment option (and optionally other output folders)."""
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    cfg.augment = compose([f"augment={option}"], config_dir=CONF).augment
+    variant = compose([f"augment={option}", "model=logreg"], config_dir=CONF)
+    cfg.augment, cfg.model = variant.augment, variant.model  # samplers feed a classifier on the feature matrix
     for key, value in paths.items():
         cfg.paths[key] = str(value)
     return cfg
@@ -112,9 +113,9 @@ def test_augment_none_keeps_the_plain_pipeline_and_others_configure_the_classifi
     from dxlab.augment.knowledge_synthesis import AugmentedPipeline
 
     _, cfg, _ = tiny_project
+    cfg = with_augment(cfg, "none")  # model=logreg
     spec = next(s for s in model_specs(cfg) if s.name == "logreg")
-    assert type(build_pipeline(with_augment(cfg, "none"), spec)) is Pipeline
-    assert type(build_pipeline(cfg, spec)) is Pipeline  # the tiny project's own config
+    assert type(build_pipeline(cfg, spec)) is Pipeline
     weighted = build_pipeline(with_augment(cfg, "class_weight"), spec)
     assert weighted.named_steps["classifier"].class_weight == "balanced"
     for option in ("smote", "smoten", "adasyn", "borderline", "gan"):

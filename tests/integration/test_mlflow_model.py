@@ -14,7 +14,7 @@ def test_logged_model_loads_and_predicts(tiny_project, tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_experiment("pyfunc-check")
     with mlflow.start_run():
-        info = log_pyfunc(root / "models" / "logreg.joblib", "logreg", package_requirements())
+        info = log_pyfunc(root / "models" / f"{cfg.model.name}.joblib", cfg.model.name, package_requirements())
     assert info.signature is not None and "findings" in info.signature.inputs.input_names()
     loaded = mlflow.pyfunc.load_model(info.model_uri)
     proba = loaded.predict(INPUT_EXAMPLE)

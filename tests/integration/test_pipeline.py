@@ -16,23 +16,24 @@ def test_every_stage_wrote_its_outputs(tiny_project):
     root, cfg, metrics = tiny_project
     assert len(list((root / "data" / "raw" / "hpo_cohort").glob("patients_*.csv"))) == cfg.data.simulator.n_days
     for path in ("data/interim/patients.parquet", "data/processed/train.parquet", "data/processed/test.parquet",
-                 "data/processed/features/featurizer.joblib", "models/logreg.joblib",
+                 "data/processed/features/featurizer.joblib", f"models/{cfg.model.name}.joblib",
                  "models/knowledge_ranker.joblib", "reports/metrics.json", "reports/metrics.md"):
         assert (root / path).exists(), path
     assert list((root / "reports" / "figures").glob("*.png"))
 
 
 def test_metrics_cover_models_and_strata(tiny_project):
-    root, _, metrics = tiny_project
+    root, cfg, metrics = tiny_project
+    name = cfg.model.name
     results = json.loads((root / "reports" / "metrics.json").read_text())
-    assert set(results) == {"logreg", "knowledge_ranker"}
+    assert set(results) == {name, "knowledge_ranker"}
     for model in results.values():
         assert set(model) == {"overall", "common", "mid", "rare"}
         assert 0.0 <= model["overall"]["top1"] <= model["overall"]["top3"] <= model["overall"]["top10"] <= 1.0
     # a dozen diseases with distinct annotation profiles: both models must do far better than chance (1/12)
     assert results["knowledge_ranker"]["overall"]["top3"] > 0.5
-    assert results["logreg"]["overall"]["top3"] > 0.5
-    assert "| logreg | rare |" in (root / "reports" / "metrics.md").read_text()
+    assert results[name]["overall"]["top3"] > 0.5
+    assert f"| {name} | rare |" in (root / "reports" / "metrics.md").read_text()
 
 
 def test_injected_bad_rows_are_quarantined_not_dropped(tiny_project):
@@ -66,8 +67,9 @@ def test_runs_are_tracked_in_mlflow(tiny_project):
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
     runs = client.search_runs([experiment.experiment_id])
     names = {r.info.run_name for r in runs}
-    assert {"evaluate/logreg", "evaluate/knowledge_ranker", "train/logreg"} <= names
-    evaluated = next(r for r in runs if r.info.run_name == "evaluate/logreg")
+    name = cfg.model.name
+    assert {f"evaluate/{name}", "evaluate/knowledge_ranker", f"train/{name}"} <= names
+    evaluated = next(r for r in runs if r.info.run_name == f"evaluate/{name}")
     assert "rare/top3" in evaluated.data.metrics or "overall/top3" in evaluated.data.metrics
     assert evaluated.data.tags.get("mlflow.source.git.commit")
 

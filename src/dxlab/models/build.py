@@ -13,6 +13,7 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from dxlab.augment import configure_classifier, is_patient_level, make_sampler
+from dxlab.models.calibration import with_calibration
 
 
 @dataclass
@@ -49,10 +50,10 @@ def fit_model(spec: ModelSpec, train: pd.DataFrame, featurizer=None, x_train=Non
     estimator = instantiate(spec.config.estimator)
     y = train["diagnosis"].astype(str).to_numpy()
     if spec.input == "patients":
-        return estimator.fit(train, y)
+        return with_calibration(estimator, spec.config.get("calibration")).fit(train, y)
     if featurizer is None or x_train is None:
         raise ValueError(f"model {spec.name!r} needs the features stage's featurizer and matrix")
-    estimator = configure_classifier(augment, estimator)
+    estimator = with_calibration(configure_classifier(augment, estimator), spec.config.get("calibration"))
     sampler = make_sampler(augment)
     if sampler is None:
         estimator.fit(x_train, y)
@@ -67,10 +68,12 @@ def fit_model(spec: ModelSpec, train: pd.DataFrame, featurizer=None, x_train=Non
 def build_pipeline(cfg: DictConfig, spec: ModelSpec):
     """A fresh, unfitted pipeline from patients to probabilities: what cross-validation refits per fold."""
     estimator = instantiate(spec.config.estimator)
+    calibration = spec.config.get("calibration")
     if spec.input == "patients":
-        return estimator
+        return with_calibration(estimator, calibration)
     augment = cfg.get("augment")
-    return _assemble(instantiate(cfg.features), configure_classifier(augment, estimator), make_sampler(augment))
+    classifier = with_calibration(configure_classifier(augment, estimator), calibration)
+    return _assemble(instantiate(cfg.features), classifier, make_sampler(augment))
 
 
 def _assemble(features, classifier, sampler=None):

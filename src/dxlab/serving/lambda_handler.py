@@ -1,0 +1,82 @@
+"""AWS Lambda handler for the same prediction as POST /v1/predict (API Gateway REST or HTTP API proxy events).
+
+Configuration from the environment (a container-image Lambda bakes the model into the image):
+  DXLAB_MODEL            models:/dxlab@champion (needs MLFLOW_TRACKING_URI) or a .joblib path  [models/logreg.joblib]
+  DXLAB_ANOMALY_DETECTOR a detector .joblib (optional)
+  DXLAB_KNOWLEDGE_DIR    knowledge tables, for disease names (optional)
+  DXLAB_TOP_K            diseases per patient [5]
+  DXLAB_EXPLAIN          leave_one_out | knowledge | none [leave_one_out]
+  DXLAB_MAX_BATCH        patients per request [256]
+  DXLAB_PSEUDONYM_KEY    the keyed-hash key for patient ids (required for stable pseudonyms)
+  DXLAB_SOURCE_NAME      the source name mixed into pseudonyms, as at ingest [hpo_cohort]
+  DXLAB_API_KEY          when set, the X-API-Key header must match
+
+The scorer is loaded once per container (cold start) and reused by warm invocations.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import logging
+import os
+import secrets
+
+from dxlab.serving.schema import RequestError, check_terms, format_predictions, parse_body, request_id, to_table
+
+log = logging.getLogger("dxlab.lambda")
+_STATE: dict = {}
+
+
+def _scorer():
+    if "scorer" not in _STATE:
+        import joblib
+
+        from dxlab.serving.api import disease_names
+        from dxlab.serving.scorer import Scorer, resolve_model
+
+        handle = resolve_model(os.environ.get("DXLAB_MODEL", "models/logreg.joblib"),
+                               tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"))
+        detector_path = os.environ.get("DXLAB_ANOMALY_DETECTOR")
+        detector = joblib.load(detector_path) if detector_path and os.path.exists(detector_path) else None
+        _STATE["scorer"] = Scorer(handle, detector, top_k=int(os.environ.get("DXLAB_TOP_K", 5)),
+                                  explain=os.environ.get("DXLAB_EXPLAIN", "leave_one_out"))
+        _STATE["names"] = disease_names(os.environ.get("DXLAB_KNOWLEDGE_DIR"))
+        # without a configured key pseudonyms are random per container: never the raw id
+        _STATE["key"] = os.environ.get("DXLAB_PSEUDONYM_KEY", "").encode() or secrets.token_bytes(32)
+    return _STATE["scorer"]
+
+
+def _response(status: int, body: dict) -> dict:
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
+
+
+def handler(event: dict, context=None) -> dict:
+    """API Gateway proxy event in, proxy response out."""
+    from dxlab.data.pseudonym import pseudonymise
+
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    expected = os.environ.get("DXLAB_API_KEY", "")
+    if expected and not hmac.compare_digest(headers.get("x-api-key", ""), expected):
+        return _response(401, {"detail": [{"loc": ["header", "X-API-Key"], "msg": "missing or wrong API key",
+                                           "type": "unauthorized"}]})
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(body, validate=True)
+        except ValueError:
+            return _response(400, {"detail": [{"loc": ["body"], "msg": "body is not valid base64",
+                                               "type": "base64_invalid"}]})
+    try:
+        scorer = _scorer()
+        patients, prefix = parse_body(body, int(os.environ.get("DXLAB_MAX_BATCH", 256)))
+        check_terms(patients, scorer, prefix)
+    except RequestError as err:
+        return _response(err.status, {"detail": err.detail})
+    source = os.environ.get("DXLAB_SOURCE_NAME", "hpo_cohort")
+    table = to_table(patients, lambda pid: pseudonymise(pid, _STATE["key"], source))
+    scored = scorer.score(table)
+    log.info("request %s: %d patient(s) %s", request_id(), len(table), ",".join(p for p in table["patient_id"] if p))
+    return _response(200, {"model": scorer.model_name, "model_version": scorer.model_version,
+                           "predictions": format_predictions(scored, _STATE["names"])})

@@ -1,0 +1,423 @@
+"""Score a canonical patient table with the champion model: top-k diseases, anomaly score and flag, key findings.
+
+One `Scorer` serves the batch command, the API and the Lambda handler. It holds a fitted model (anything with
+`predict_proba` on the patient table and `classes_`, e.g. the train stage's Pipeline), optionally the anomaly
+stage's detector (features + detector Pipeline), and what explanations need. Identifiers are never touched here:
+callers pseudonymise them first (`dxlab.data.pseudonym`).
+
+Where the model comes from (`resolve_model`):
+- `models:/NAME@ALIAS` or `models:/NAME/VERSION`: the MLflow registry (the pyfunc logged by the train stage
+  carries the joblib file as its `model` artifact, loaded directly so that `predict_proba` stays available);
+- a path to a `.joblib` file;
+- a bare name: `<models_dir>/<name>.joblib`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+EXPLAIN_METHODS = ("knowledge", "leave_one_out", "none")
+
+
+@dataclass
+class ModelHandle:
+    """A loaded model and where it came from (`version` identifies it for reloads)."""
+
+    model: object
+    name: str
+    uri: str
+    version: str = ""
+    classes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+
+    def __post_init__(self) -> None:
+        if not hasattr(self.model, "predict_proba"):
+            raise TypeError(f"model {self.uri} has no predict_proba")
+        self.classes = np.asarray(self.model.classes_).astype(str)
+        plain_parameters(self.model)
+
+
+def plain_parameters(estimator) -> None:
+    """Replace OmegaConf containers among fitted estimators' parameters by plain lists and dicts, in place.
+
+    Hydra's instantiate passes list parameters (e.g. the featurizer's age bands) as ListConfig, whose item access
+    is ~100x slower than a list's; per-patient code that indexes them dominated batch scoring time."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    seen: set[int] = set()
+
+    def visit(obj) -> None:
+        if id(obj) in seen or not hasattr(obj, "get_params"):
+            return
+        seen.add(id(obj))
+        for name, value in vars(obj).items():
+            if isinstance(value, (ListConfig, DictConfig)):
+                setattr(obj, name, OmegaConf.to_container(value, resolve=True))
+            elif hasattr(value, "get_params"):
+                visit(value)
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    for part in (item if isinstance(item, tuple) else (item,)):
+                        visit(part)
+
+    visit(estimator)
+
+
+class PyfuncProbabilities:
+    """Adapter for a registry model that is not a dxlab joblib: its pyfunc output columns are the diseases."""
+
+    def __init__(self, pyfunc, classes: Sequence[str]):
+        self.pyfunc = pyfunc
+        self.classes_ = np.asarray(classes, dtype=object)
+
+    def predict_proba(self, patients: pd.DataFrame) -> np.ndarray:
+        out = self.pyfunc.predict(patients[["findings", "excluded", "history", "age", "sex", "family_history"]])
+        return pd.DataFrame(out)[list(self.classes_)].to_numpy(dtype=float)
+
+
+def is_registry_uri(spec: str) -> bool:
+    return str(spec).startswith(("models:/", "runs:/"))
+
+
+def parse_registry_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """models:/NAME@ALIAS -> (NAME, ALIAS, None); models:/NAME/VERSION -> (NAME, None, VERSION)."""
+    body = uri[len("models:/"):]
+    if "@" in body:
+        name, alias = body.split("@", 1)
+        return name, alias, None
+    name, _, version = body.partition("/")
+    return name, None, version or None
+
+
+def registry_version(uri: str, tracking_uri: str | None = None) -> str:
+    """The version an alias points at now (cheap: one registry query); the version itself otherwise."""
+    import mlflow
+
+    name, alias, version = parse_registry_uri(uri)
+    if alias is None:
+        return str(version)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    return str(client.get_model_version_by_alias(name, alias).version)
+
+
+def _load_registry(uri: str, tracking_uri: str | None) -> ModelHandle:
+    import mlflow
+    import yaml
+
+    name, alias, version = parse_registry_uri(uri)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    mv = (client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version))
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}",
+                                                     tracking_uri=tracking_uri))
+    spec = yaml.safe_load((local / "MLmodel").read_text())
+    artifact = (((spec.get("flavors") or {}).get("python_function") or {}).get("artifacts") or {}).get("model")
+    model_name = (mv.tags or {}).get("dxlab.model", name)
+    if artifact and (local / artifact["path"]).exists():
+        model = joblib.load(local / artifact["path"])
+    else:  # any other pyfunc: probabilities from its output columns
+        import json
+
+        pyfunc = mlflow.pyfunc.load_model(str(local))
+        outputs = json.loads(spec["signature"]["outputs"])
+        model = PyfuncProbabilities(pyfunc, [o["name"] for o in outputs])
+    return ModelHandle(model, model_name, uri, str(mv.version))
+
+
+def resolve_model(spec: str, models_dir: str | Path = "models", tracking_uri: str | None = None,
+                  fallback: str | None = None) -> ModelHandle:
+    """Load a model from the registry, a .joblib path or `<models_dir>/<name>.joblib` (see the module doc)."""
+    spec = str(spec)
+    if is_registry_uri(spec):
+        try:
+            return _load_registry(spec, tracking_uri)
+        except Exception as err:  # noqa: BLE001 - MLflow raises generic exceptions for a missing alias/model
+            if not fallback:
+                raise RuntimeError(f"cannot load {spec} from the registry ({tracking_uri}): {err}") from err
+            log.warning("registry model %s unavailable (%s); using local model %s", spec, str(err)[:200], fallback)
+            spec = fallback
+    path = Path(spec)
+    if path.suffix != ".joblib":
+        path = Path(models_dir) / f"{spec}.joblib"
+    if not path.exists():
+        raise FileNotFoundError(f"model {path} not found: run the train stage or name another model")
+    stat = path.stat()
+    return ModelHandle(joblib.load(path), path.stem, str(path), f"file:{int(stat.st_mtime)}:{stat.st_size}")
+
+
+def model_version(spec: str, models_dir: str | Path = "models", tracking_uri: str | None = None,
+                  fallback: str | None = None) -> str:
+    """What `resolve_model` would load now, as a version string (for reload checks); '' when unknown."""
+    try:
+        if is_registry_uri(spec):
+            return registry_version(spec, tracking_uri)
+    except Exception:  # noqa: BLE001
+        if not fallback:
+            return ""
+        spec = fallback
+    path = Path(spec) if str(spec).endswith(".joblib") else Path(models_dir) / f"{spec}.joblib"
+    if not path.exists():
+        return ""
+    stat = path.stat()
+    return f"file:{int(stat.st_mtime)}:{stat.st_size}"
+
+
+# -- explanations ------------------------------------------------------------------------------------------
+@dataclass
+class KnowledgeProfiles:
+    """Per class: information-content-weighted annotation frequency of every term it implies (sparse)."""
+
+    index: dict[str, int]
+    aliases: dict[str, str]
+    weights: object  # scipy csr: classes x terms, frequency * IC
+    row_of: dict[str, int]
+
+    def weight(self, disease: str, term: str) -> float:
+        i = self.row_of.get(disease)
+        j = self.index.get(term)
+        if j is None:
+            j = self.index.get(self.aliases.get(term, ""))
+        if i is None or j is None:
+            return 0.0
+        return float(self.weights[i, j])
+
+
+def knowledge_profiles(model, classes: Sequence[str], knowledge_dir: str | Path | None) -> KnowledgeProfiles | None:
+    """From the model's own knowledge scorer when it has one (no file needed), else from the knowledge tables."""
+    from scipy import sparse
+
+    scorer = None
+    steps = getattr(model, "named_steps", {})
+    features = steps.get("features") if steps else None
+    if features is not None and getattr(features, "scorer_", None) is not None:
+        scorer = features.scorer_
+    if scorer is not None:
+        encoder, diseases, profile = scorer.encoder_, [str(d) for d in scorer.diseases_], scorer.profile_
+    else:
+        if not knowledge_dir or not (Path(knowledge_dir) / "terms.parquet").exists():
+            return None
+        from dxlab.features.knowledge_scores import disease_profiles
+        from dxlab.features.terms import TermEncoder
+        from dxlab.knowledge.base import Knowledge
+
+        knowledge = Knowledge.load(knowledge_dir)
+        known = set(knowledge.diseases["disease_id"])
+        diseases = [str(c) for c in classes if str(c) in known]
+        encoder = TermEncoder(knowledge)
+        profile = disease_profiles(knowledge, diseases, encoder)
+    if not encoder.ontology:
+        return None
+    weights = sparse.csr_matrix(profile.multiply(encoder.ic[None, :]))
+    return KnowledgeProfiles(encoder.index, encoder.aliases, weights, {d: i for i, d in enumerate(diseases)})
+
+
+def term_vocabulary(model, knowledge_dir: str | Path | None):
+    """(index, aliases) of known finding ids: from the model's term encoder, else the knowledge tables."""
+    steps = getattr(model, "named_steps", {})
+    features = steps.get("features") if steps else None
+    encoder = getattr(features, "encoder_", None) if features is not None else None
+    if encoder is None:
+        encoder = getattr(model, "encoder_", None)
+    if encoder is not None and getattr(encoder, "ontology", False):
+        return encoder.index, encoder.aliases
+    if knowledge_dir and (Path(knowledge_dir) / "terms.parquet").exists():
+        from dxlab.knowledge.base import Knowledge
+
+        knowledge = Knowledge.load(knowledge_dir)
+        return dict(knowledge.term_index), dict(knowledge.alias_map)
+    return None
+
+
+# -- the scorer ---------------------------------------------------------------------------------------------
+class Scorer:
+    """Patients in (canonical table, ids already pseudonymised), one scored row per patient out."""
+
+    def __init__(self, handle: ModelHandle, detector=None, top_k: int = 5, explain: str = "knowledge",
+                 n_explain: int = 3, max_explain_findings: int = 40, knowledge_dir: str | Path | None = None):
+        if explain not in EXPLAIN_METHODS:
+            raise ValueError(f"explain must be one of {EXPLAIN_METHODS}, got {explain!r}")
+        self.handle = handle
+        self.detector = detector
+        self.top_k = int(top_k)
+        self.explain = explain
+        self.n_explain = int(n_explain)
+        self.max_explain_findings = int(max_explain_findings)
+        self.vocabulary = term_vocabulary(handle.model, knowledge_dir)
+        self.profiles = (knowledge_profiles(handle.model, handle.classes, knowledge_dir)
+                         if explain == "knowledge" else None)
+
+    # -- construction ----------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg, model: str | None = None, explain: str | None = None,
+                    tracking_uri: str | None = None, detector: str | bool | None = None) -> "Scorer":
+        """From the composed config (`serve` group); `model` overrides serve.model (then no fallback)."""
+        from dxlab.tracking.mlflow_tracking import tracking_uri as configured_uri
+
+        s = cfg.serve
+        spec = model or s.model
+        uri = tracking_uri or (configured_uri(cfg) if is_registry_uri(spec) else None)
+        handle = resolve_model(spec, cfg.paths.models, uri, fallback=None if model else s.get("fallback_model"))
+        path = s.get("anomaly_detector") if detector is None else (detector or None)
+        found = None
+        if path and Path(path).exists():
+            found = joblib.load(path)
+        elif path:
+            log.info("no anomaly detector at %s: anomaly columns stay empty", path)
+        return cls(handle, found, top_k=s.top_k, explain=explain or s.explain.method, n_explain=s.explain.n_findings,
+                   max_explain_findings=s.explain.max_findings, knowledge_dir=s.get("knowledge_dir"))
+
+    @property
+    def model_name(self) -> str:
+        return self.handle.name
+
+    @property
+    def model_version(self) -> str:
+        return self.handle.version
+
+    @property
+    def classes(self) -> np.ndarray:
+        return self.handle.classes
+
+    def unknown_terms(self, terms: Iterable[str]) -> list[str]:
+        """Finding ids neither in the ontology nor an alt/obsolete id of a live term (empty without a vocabulary)."""
+        if self.vocabulary is None:
+            return []
+        index, aliases = self.vocabulary
+        return [t for t in terms if t not in index and t not in aliases]
+
+    # -- scoring -----------------------------------------------------------------------------------------
+    def predict_proba(self, patients: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.handle.model.predict_proba(patients), dtype=float)
+
+    def anomaly(self, patients: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(score, flag); NaN and -1 without a detector. Higher score = more anomalous."""
+        n = len(patients)
+        if self.detector is None or n == 0:
+            return np.full(n, np.nan), np.full(n, -1, dtype=int)
+        steps = getattr(self.detector, "steps", None)
+        if steps:  # transform once, score and flag from the same features
+            features = self.detector[:-1].transform(patients)
+            final = steps[-1][1]
+        else:
+            features, final = patients, self.detector
+        scores = np.asarray(final.score_samples(features), dtype=float)
+        threshold = getattr(final, "threshold_", None)
+        flags = (scores > threshold).astype(int) if threshold is not None else np.asarray(final.predict(features))
+        return scores, flags.astype(int)
+
+    def score(self, patients: pd.DataFrame, proba: np.ndarray | None = None) -> pd.DataFrame:
+        """The scored table: patient_id, where the row came from (when known), model, top-k, anomaly, findings."""
+        from dxlab.data.preprocess import coerce_patients
+
+        patients = coerce_patients(patients.reset_index(drop=True))
+        n, k = len(patients), min(self.top_k, len(self.classes))
+        proba = self.predict_proba(patients) if proba is None else proba
+        order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+        top_p = np.take_along_axis(proba, order, axis=1)
+        out = {"patient_id": patients["patient_id"].astype(str).to_numpy() if "patient_id" in patients
+               else np.full(n, "", dtype=object)}
+        for col in ("source_file", "source_row", "day"):
+            if col in patients:
+                out[col] = patients[col].to_numpy()
+        out["model"] = np.full(n, self.model_name, dtype=object)
+        out["model_version"] = np.full(n, self.model_version, dtype=object)
+        for r in range(k):
+            out[f"disease_{r + 1}"] = self.classes[order[:, r]]
+            out[f"probability_{r + 1}"] = top_p[:, r].round(6)
+        scores, flags = self.anomaly(patients)
+        out["anomaly_score"] = scores
+        out["anomaly_flag"] = flags
+        findings, weights = self.key_findings(patients, self.classes[order[:, 0]] if k else np.empty(0),
+                                              top_p[:, 0] if k else np.empty(0))
+        out["key_findings"] = findings
+        out["key_finding_weights"] = weights
+        if "diagnosis" in patients:  # a label that arrived with the batch (monitoring measures performance)
+            out["diagnosis"] = patients["diagnosis"].to_numpy()
+        return pd.DataFrame(out)
+
+    # -- explanations --------------------------------------------------------------------------------------
+    def key_findings(self, patients: pd.DataFrame, top_disease: np.ndarray, top_probability: np.ndarray
+                     ) -> tuple[list[list[str]], list[list[float]]]:
+        if self.explain == "leave_one_out":
+            return self._leave_one_out(patients, top_disease, top_probability)
+        if self.explain == "knowledge" and self.profiles is not None:
+            return self._knowledge(patients, top_disease)
+        return [[] for _ in range(len(patients))], [[] for _ in range(len(patients))]
+
+    def _knowledge(self, patients: pd.DataFrame, top_disease: np.ndarray):
+        """Each finding's share of the IC- and frequency-weighted match between the patient and the top disease."""
+        prof = self.profiles
+        owner, rows, cols, terms = [], [], [], []
+        for i, (findings, disease) in enumerate(zip(patients["findings"], top_disease)):
+            r = prof.row_of.get(str(disease))
+            if r is None:
+                continue
+            for term in findings:
+                j = prof.index.get(term)
+                if j is None:
+                    j = prof.index.get(prof.aliases.get(term, ""))
+                if j is not None:
+                    owner.append(i)
+                    rows.append(r)
+                    cols.append(j)
+                    terms.append(term)
+        names = [[] for _ in range(len(patients))]
+        values = [[] for _ in range(len(patients))]
+        if not owner:
+            return names, values
+        owner_a = np.asarray(owner)
+        weight = np.asarray(prof.weights[np.asarray(rows), np.asarray(cols)]).ravel()
+        total = np.bincount(owner_a, weights=weight, minlength=len(patients))
+        order = np.lexsort((-weight, owner_a))  # by patient, heaviest finding first
+        for k in order:
+            i, w = owner[k], weight[k]
+            if w > 0 and len(names[i]) < self.n_explain:
+                names[i].append(terms[k])
+                values[i].append(round(float(w / total[i]), 4))
+        return names, values
+
+    def _leave_one_out(self, patients: pd.DataFrame, top_disease: np.ndarray, top_probability: np.ndarray):
+        """Drop in the top disease's probability when one finding is left out: one prediction per finding."""
+        col_of = {c: i for i, c in enumerate(self.classes)}
+        owner, dropped = [], []  # variant k: patient owner[k] without finding dropped[k]
+        for i, findings in enumerate(patients["findings"]):
+            findings = list(findings)[: self.max_explain_findings]
+            if len(findings) < 2:  # without its only finding a patient is no patient: nothing to compare
+                continue
+            owner.extend([i] * len(findings))
+            dropped.extend(findings)
+        names = [[] for _ in range(len(patients))]
+        values = [[] for _ in range(len(patients))]
+        if not owner:
+            return names, values
+        table = patients.iloc[owner].reset_index(drop=True).copy()
+        table["findings"] = [[t for t in patients.at[i, "findings"] if t != term] for i, term in zip(owner, dropped)]
+        cols = np.array([col_of[str(top_disease[i])] for i in owner])
+        proba = self.predict_proba(table)
+        drop = top_probability[np.asarray(owner)] - proba[np.arange(len(table)), cols]
+        per_patient: dict[int, list[tuple[float, str]]] = {}
+        for i, term, d in zip(owner, dropped, drop):
+            per_patient.setdefault(i, []).append((float(d), term))
+        for i, scored in per_patient.items():
+            scored.sort(key=lambda x: -x[0])
+            top = [(d, t) for d, t in scored if d > 0][: self.n_explain]
+            names[i] = [t for _, t in top]
+            values[i] = [round(d, 4) for d, _ in top]
+        return names, values
+
+
+def pseudonym_key(cfg) -> bytes:
+    """The key ingest uses (DXLAB_PSEUDONYM_KEY, else data/.pseudonym_key next to paths.interim)."""
+    from dxlab.data.pseudonym import load_key
+
+    return load_key(Path(cfg.paths.interim).parent / ".pseudonym_key")
+
