@@ -51,6 +51,10 @@ def cmd_readme(args: argparse.Namespace) -> int:
     ddxplus = root / "reports" / "ddxplus" / "summary.md"
     if ddxplus.exists():
         blocks["ddxplus"] = ddxplus.read_text().strip()
+    production = root / "bench" / "production.md"
+    if production.exists():
+        text = production.read_text()
+        blocks["production"] = text.split("\n", 1)[1].strip().replace("\n## ", "\n#### ")
     bench = root / "reports" / "anomaly_benchmark.md"
     if bench.exists():
         blocks["anomaly-benchmark"] = _section(bench.read_text(), "## `auto` against the published")
