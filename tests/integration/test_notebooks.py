@@ -16,6 +16,7 @@ from dxlab.data.schema import read_parquet  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO / "notebooks"
 EXPLORATION = NOTEBOOK_DIR / "01_data_exploration.ipynb"
+REPO_CONF = REPO / "conf"
 
 
 def _ensure_python3_kernel() -> None:
@@ -126,3 +127,23 @@ def test_baselines_notebook_scores_every_trained_model(tiny_project, monkeypatch
     predicted = np.asarray(model.classes_)[model.predict_proba(test).argmax(axis=1)]
     errors = int((predicted != test["diagnosis"].to_numpy()).sum())
     assert f"{learned}: {errors} errors on {len(test)} patients" in text, text
+
+
+@pytest.mark.integration
+def test_advanced_notebook_fits_variants_and_ranks_an_unseen_disease(tiny_project, monkeypatch):
+    root, cfg, _ = tiny_project
+    monkeypatch.setenv("DXLAB_PROJECT_DIR", str(root))
+    monkeypatch.setenv("DXLAB_CONF_DIR", str(REPO_CONF))
+    _ensure_python3_kernel()
+    _, text = _run(NOTEBOOK_DIR / "04_model_advanced.ipynb")
+    assert "variants-fitted: 5" in text, text
+    import re
+
+    unseen = re.search(r"unseen disease (\S+) .*: rank (\d+) of (\d+)", text)
+    assert unseen, text
+    train = read_parquet(Path(cfg.paths.processed) / "train.parquet")
+    assert unseen.group(1) not in set(train["diagnosis"])
+    assert int(unseen.group(3)) == train["diagnosis"].nunique() + 1
+    assert int(unseen.group(2)) <= 3, "a textbook presentation should put the unseen disease near the top"
+    added = re.search(r"smote-added: (\d+) synthetic rows for (\d+) diseases", text)
+    assert added and int(added.group(1)) > 0
