@@ -12,7 +12,7 @@ export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING := false
 # (pipefail keeps pip's exit status; the braces stop grep's "nothing left" status from failing the line)
 PIP_QUIET := { grep -v -e "^WARNING: Location" -e "is ignored: it is neither" || true; }
 
-.PHONY: setup repro test ui params bench anomaly-bench ddxplus external airflow-venv clean-data help
+.PHONY: setup repro test ui params bench anomaly-bench ddxplus external sweep airflow-venv clean-data help
 
 help:
 	@echo "make repro   set up .venv and run the full DVC pipeline on the embedded default data"
@@ -20,6 +20,7 @@ help:
 	@echo "make ui      open the MLflow UI on the project's store (mlflow.db)"
 	@echo "make bench   training time, memory, throughput and quality per model (bench/results.md)"
 	@echo "make anomaly-bench  anomaly detectors on ../shared/data/adbench against ADBench (reports/anomaly_benchmark.md)"
+	@echo "make sweep   every model x augmentation on the default data (reports/sweep/summary.md)"
 	@echo "make external  rank every disease for the shared case reports (reports/external_validation.md)"
 	@echo "make ddxplus cross-validation of the model variants on DDXPlus (reports/ddxplus/summary.md)"
 	@echo "make params  recompose params.yaml from conf/ (what dvc exp run -S does)"
@@ -53,6 +54,13 @@ bench: setup
 airflow-venv:
 	@test -x .venv/airflow/bin/python || $(PYTHON) -m venv .venv/airflow
 	.venv/airflow/bin/pip install -q "apache-airflow==3.3.2" 2>&1 | $(PIP_QUIET)
+
+SWEEP ?= model=logreg,rf,xgb,mlp,bayes,ensemble augment=none,class_weight,smote,knowledge
+sweep: setup
+	@test -f data/processed/train.parquet || dvc repro preprocess
+	$(PY) -m dxlab.stages.sweep -m hydra/launcher=joblib hydra.launcher.n_jobs=2 $(SWEEP)
+	mkdir -p reports/sweep && latest=$$(ls -d multirun/*/ | sort | tail -1) && cp $$latest/summary.md $$latest/summary.csv reports/sweep/
+	$(PY) -m dxlab.cli readme
 
 external: setup
 	@test -d .dvc || dvc init -q

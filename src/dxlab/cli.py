@@ -51,6 +51,9 @@ def cmd_readme(args: argparse.Namespace) -> int:
     ddxplus = root / "reports" / "ddxplus" / "summary.md"
     if ddxplus.exists():
         blocks["ddxplus"] = ddxplus.read_text().strip()
+    sweep = root / "reports" / "sweep" / "summary.md"
+    if sweep.exists():
+        blocks["sweep"] = sweep.read_text().split("\n", 1)[1].strip()
     production = root / "bench" / "production.md"
     if production.exists():
         text = production.read_text()

@@ -31,3 +31,13 @@ def test_summary_ranks_by_rare_and_reports_augmentation(tmp_path):
     assert "mlp: no augmentation beats none on rare top3 (best gan 0.780 vs none 0.800)" in text
     assert "knowledge_ranker" not in text  # the baseline riding along is not a sweep member
     assert (tmp_path / "summary.csv").exists()
+
+
+def test_augmentation_that_cannot_apply_is_called_so(tmp_path):
+    _member(tmp_path, 0, "bayes", "none", 0.90, 0.95)
+    _member(tmp_path, 1, "bayes", "smote", 0.90, 0.95)
+    _member(tmp_path, 2, "logreg", "none", 0.70, 0.95)
+    _member(tmp_path, 3, "logreg", "smote", 0.70, 0.96)
+    text = write_summary(tmp_path).read_text()
+    assert "bayes: every augmentation gives the same numbers as none (0.900)" in text
+    assert "logreg: no augmentation beats none on rare top3 (best smote 0.700 vs none 0.700)" in text

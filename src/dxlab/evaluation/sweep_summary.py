@@ -52,6 +52,11 @@ def augmentation_verdict(table: pd.DataFrame, primary: str = "top3") -> list[str
             continue
         reference = base[col].max()
         best = others.loc[others[col].idxmax()]
+        metrics = [c for c in group.columns if c.startswith(("overall_", "common_", "mid_", "rare_"))]
+        if group[metrics].round(6).drop_duplicates().shape[0] == 1:
+            lines.append(f"- {model}: every augmentation gives the same numbers as none ({reference:.3f}): "
+                         "the model takes the patient table, samplers do not apply to it")
+            continue
         if best[col] > reference:
             lines.append(f"- {model}: augment={best['augment']} beats none on rare {primary} "
                          f"({best[col]:.3f} vs {reference:.3f})")
