@@ -207,12 +207,19 @@ def bench_api(patient: dict, seconds: int, connections: int, env: dict) -> list[
 
 
 # -- report ---------------------------------------------------------------------------------------------------
+def _busy(result: dict) -> str:
+    loads = [*result["load_average_at_start"][:1], *result["load_average_at_end"][:1]]
+    cores = os.cpu_count() or 1
+    return (f" (above {cores} on this {cores}-core machine: other processes competed for the cores)"
+            if max(loads) > cores else "")
+
+
 def markdown(result: dict) -> str:
     lines = ["# Production benchmarks\n", f"Machine: {result['machine']}. Model: {result['model']} version "
              f"{result['model_version']} (the registry's champion), anomaly detector "
              f"{'on' if result['anomaly_detector'] else 'absent'}. Produced by `bench/production.py`; load average "
              f"(1/5/15 min) {result['load_average_at_start']} at the start, {result['load_average_at_end']} at the "
-             "end (above 2 on this 2-core machine, other processes competed for the cores).\n",
+             f"end{_busy(result)}.\n",
              "## Batch prediction (`dxlab predict`)\n",
              f"{result['batch_patients']:,} patients in {result['batch_files']} daily CSV files (the simulator's "
              "rows under new ids, bad rows included): read, pseudonymise, validate, quarantine, score (top-5, "
