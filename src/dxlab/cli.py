@@ -54,6 +54,9 @@ def cmd_readme(args: argparse.Namespace) -> int:
     sweep = root / "reports" / "sweep" / "summary.md"
     if sweep.exists():
         blocks["sweep"] = sweep.read_text().split("\n", 1)[1].strip()
+    results = root / "bench" / "results.md"
+    if results.exists():
+        blocks["bench"] = results.read_text().split("\n", 1)[1].strip()
     production = root / "bench" / "production.md"
     if production.exists():
         text = production.read_text()
