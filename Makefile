@@ -42,7 +42,7 @@ repro: setup
 params: setup
 	$(PY) -m dxlab.cli params
 
-test: setup
+test: setup airflow-venv
 	$(PY) -m pytest -m "not slow" -q
 
 bench: setup
@@ -51,9 +51,12 @@ bench: setup
 	$(PY) bench/production.py
 
 # Apache Airflow pins FastAPI below what the API needs: the DAG test uses its own environment (optional).
-airflow-venv:
-	@test -x .venv/airflow/bin/python || $(PYTHON) -m venv .venv/airflow
-	.venv/airflow/bin/pip install -q "apache-airflow==3.3.2" 2>&1 | $(PIP_QUIET)
+airflow-venv: $(VENV)/airflow/.installed
+
+$(VENV)/airflow/.installed: $(STAMP)
+	@test -x $(VENV)/airflow/bin/python || $(PYTHON) -m venv $(VENV)/airflow
+	$(VENV)/airflow/bin/pip install -q "apache-airflow==3.3.2" 2>&1 | $(PIP_QUIET)
+	@touch $@
 
 SWEEP ?= model=logreg,rf,xgb,mlp,bayes,ensemble augment=none,class_weight,smote,knowledge
 sweep: setup
