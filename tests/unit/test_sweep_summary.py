@@ -41,3 +41,15 @@ def test_augmentation_that_cannot_apply_is_called_so(tmp_path):
     text = write_summary(tmp_path).read_text()
     assert "bayes: every augmentation gives the same numbers as none (0.900)" in text
     assert "logreg: no augmentation beats none on rare top3 (best smote 0.700 vs none 0.700)" in text
+
+
+def test_a_tie_on_the_primary_metric_is_broken_by_top1_and_said(tmp_path):
+    _member(tmp_path, 0, "logreg", "none", 0.90, 0.95)
+    _member(tmp_path, 1, "mlp", "none", 0.90, 0.95)
+    member = tmp_path / "1" / "reports" / "metrics.json"
+    metrics = json.loads(member.read_text())
+    metrics["mlp"]["rare"]["top1"] = 0.6
+    member.write_text(json.dumps(metrics))
+    text = write_summary(tmp_path).read_text()
+    assert ("**rare** (top3): mlp [model=mlp augment=none] = 0.900; tied on top3 with 1 other model(s) (logreg), "
+            "top1 0.600 breaks the tie") in text

@@ -82,8 +82,17 @@ def write_summary(sweep_dir: str | Path, primary: str = "top3") -> Path | None:
     for stratum in ("common", "mid", "rare", "overall"):
         col = f"{stratum}_{primary}"
         if col in table and table[col].notna().any():
-            best = table.loc[table[col].idxmax()]
-            lines.append(f"- **{stratum}** ({primary}): {best['model']} [{best['overrides']}] = {best[col]:.3f}")
+            tie_break = f"{stratum}_top1" if f"{stratum}_top1" in table and primary != "top1" else col
+            best = table.sort_values([col, tie_break], ascending=False, na_position="last").iloc[0]
+            line = f"- **{stratum}** ({primary}): {best['model']} [{best['overrides']}] = {best[col]:.3f}"
+            tied = table[(table[col] == best[col]) & (table["model"] != best["model"])]
+            if len(tied) and tie_break != col and pd.notna(best[tie_break]):
+                still = tied[tied[tie_break] == best[tie_break]]
+                line += (f"; tied on {primary} with {tied['model'].nunique()} other model(s) "
+                         f"({', '.join(sorted(tied['model'].unique()))}), top1 {best[tie_break]:.3f} "
+                         + (f"also tied with {', '.join(sorted(still['model'].unique()))}" if len(still)
+                            else "breaks the tie"))
+            lines.append(line)
     verdict = augmentation_verdict(table, primary)
     if verdict:
         lines += ["", "Augmentation against none:", *verdict]
