@@ -25,7 +25,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from dxlab.augment.samplers import rows_needed
 
 log = logging.getLogger(__name__)
-SEX_NAME = {"F": "FEMALE", "M": "MALE"}
 
 
 def simulator_config(settings: Mapping | None, seed: int):
@@ -64,38 +63,14 @@ class _PatientFactory:
         self.history_codes = list(cfg.history_codes.items())
 
     def patient(self, disease_id: str, rng: np.random.Generator) -> dict:
-        from dxlab.simulate.cohort import _age, _growth, _imprecise, _note, _sex
+        from dxlab.simulate.cohort import _note, draw_patient
 
-        cfg, model, knowledge, term_sex = self.cfg, self.models[disease_id], self.knowledge, self.term_sex
-        sex = _sex(model, cfg, rng)
-        age = _age(model, cfg, rng)
-        keep = rng.random(len(model.terms)) < model.freq
-        keep &= (model.sex == "") | (model.sex == SEX_NAME[sex])
-        obligate = model.freq >= 1.0
-        keep &= obligate | (rng.random(len(model.terms)) >= cfg.omission_rate)
-        if keep.sum() < cfg.min_findings:
-            order = np.argsort(-model.freq * rng.uniform(0.8, 1.0, len(model.freq)))
-            keep[order[: cfg.min_findings]] = True
-        findings = []
-        for term, is_obligate in zip(model.terms[keep], obligate[keep]):
-            if not is_obligate and rng.random() < cfg.imprecision_rate:
-                term = _imprecise(term, knowledge, rng)
-            findings.append(str(term))
-        for _ in range(rng.poisson(cfg.noise_findings_mean)):
-            findings.append(str(self.bg_terms[rng.choice(len(self.bg_terms), p=self.bg_p)]))
-        findings = [t for t in dict.fromkeys(findings) if term_sex.get(t, "") in ("", SEX_NAME[sex])]
-        implied = knowledge.propagate(findings)
-        n_excluded = rng.poisson(cfg.excluded_findings_mean)
-        size = min(len(self.frequent), 6 * n_excluded + 2)
-        candidates = list(model.negated) + [t for t in rng.choice(self.frequent, size=size, replace=False)
-                                            if t not in model.implied]
-        excluded = [str(t) for t in dict.fromkeys(candidates)
-                    if t not in implied and term_sex.get(t, "") in ("", SEX_NAME[sex])][:n_excluded]
-        rate = max([cfg.family_history_rates.get(i, cfg.default_family_history_rate) for i in model.inheritance]
-                   or [cfg.default_family_history_rate])
-        family = 1.0 if rng.random() < rate else 0.0
-        history = [code for code, p in self.history_codes if rng.random() < p * (1 + age / 50)]
-        height, weight = _growth(age, sex, implied, rng)
+        cfg, knowledge = self.cfg, self.knowledge
+        draw = draw_patient(self.models[disease_id], cfg, knowledge, rng, self.bg_terms, self.bg_p, self.frequent,
+                            self.term_sex, self.history_codes)
+        sex, age, family, history = draw["sex"], draw["age"], draw["family"], draw["history"]
+        findings, excluded = [str(t) for t in draw["findings"]], [str(t) for t in draw["excluded"]]
+        height, weight = draw["height"], draw["weight"]
         measurements = {}
         if rng.random() >= cfg.missing_measurements_rate:
             measurements["height_cm"] = height

@@ -170,6 +170,48 @@ def _note(age: float, sex: str, findings: list[str], excluded: list[str], family
     return text
 
 
+SEX_NAME = {"F": "FEMALE", "M": "MALE"}
+
+
+def draw_patient(model: "_DiseaseModel", cfg: SimulatorConfig, knowledge: Knowledge, rng: np.random.Generator,
+                 bg_terms: np.ndarray, bg_p: np.ndarray, frequent: np.ndarray, term_sex: dict,
+                 history_codes: list) -> dict:
+    """One patient of a disease before missingness and the note: sex, age, findings, excluded findings, family
+    history, history codes, height and weight (and `implied`, the findings propagated up the ontology)."""
+    sex = _sex(model, cfg, rng)
+    age = _age(model, cfg, rng)
+    keep = rng.random(len(model.terms)) < model.freq
+    keep &= (model.sex == "") | (model.sex == SEX_NAME[sex])
+    obligate = model.freq >= 1.0
+    # Omissions never touch obligate findings: by definition every patient shows them.
+    keep &= obligate | (rng.random(len(model.terms)) >= cfg.omission_rate)
+    if keep.sum() < cfg.min_findings:
+        order = np.argsort(-model.freq * rng.uniform(0.8, 1.0, len(model.freq)))
+        keep[order[: cfg.min_findings]] = True
+    findings = []
+    for term, is_obligate in zip(model.terms[keep], obligate[keep]):
+        if not is_obligate and rng.random() < cfg.imprecision_rate:
+            term = _imprecise(term, knowledge, rng)
+        findings.append(term)
+    for _ in range(rng.poisson(cfg.noise_findings_mean)):
+        findings.append(str(bg_terms[rng.choice(len(bg_terms), p=bg_p)]))
+    # No finding only the other sex can have, whatever its origin (annotation, noise, imprecision).
+    findings = [t for t in dict.fromkeys(findings) if term_sex.get(t, "") in ("", SEX_NAME[sex])]
+    implied = knowledge.propagate(findings)
+    n_excluded = rng.poisson(cfg.excluded_findings_mean)
+    candidates = list(model.negated) + [t for t in rng.choice(frequent, size=min(len(frequent), 6 * n_excluded + 2),
+                                                              replace=False) if t not in model.implied]
+    excluded = [t for t in dict.fromkeys(candidates)
+                if t not in implied and term_sex.get(t, "") in ("", SEX_NAME[sex])][:n_excluded]
+    rate = max([cfg.family_history_rates.get(i, cfg.default_family_history_rate) for i in model.inheritance]
+               or [cfg.default_family_history_rate])
+    family = 1.0 if rng.random() < rate else 0.0
+    history = [code for code, p in history_codes if rng.random() < p * (1 + age / 50)]
+    height, weight = _growth(age, sex, implied, rng)
+    return {"sex": sex, "age": age, "findings": findings, "excluded": excluded, "family": family,
+            "history": history, "height": height, "weight": weight, "implied": implied}
+
+
 def simulate_patients(knowledge: Knowledge, cfg: SimulatorConfig) -> Cohort:
     rng = np.random.default_rng(cfg.seed)
     panel = select_panel(knowledge, cfg, rng)
@@ -185,7 +227,6 @@ def simulate_patients(knowledge: Knowledge, cfg: SimulatorConfig) -> Cohort:
     frequent = ann[~ann["negated"] & (ann["frequency"] >= 0.5)]["hpo_id"].unique()
     history_codes = list(cfg.history_codes.items())
     term_sex = dict(zip(knowledge.terms["id"], knowledge.terms["sex"]))
-    sex_name = {"F": "FEMALE", "M": "MALE"}
 
     rows = []
     serial = 0
@@ -193,36 +234,9 @@ def simulate_patients(knowledge: Knowledge, cfg: SimulatorConfig) -> Cohort:
         model = models[disease_id]
         for _ in range(int(n_patients)):
             serial += 1
-            sex = _sex(model, cfg, rng)
-            age = _age(model, cfg, rng)
-            keep = rng.random(len(model.terms)) < model.freq
-            keep &= (model.sex == "") | (model.sex == {"F": "FEMALE", "M": "MALE"}[sex])
-            obligate = model.freq >= 1.0
-            # Omissions never touch obligate findings: by definition every patient shows them.
-            keep &= obligate | (rng.random(len(model.terms)) >= cfg.omission_rate)
-            if keep.sum() < cfg.min_findings:
-                order = np.argsort(-model.freq * rng.uniform(0.8, 1.0, len(model.freq)))
-                keep[order[: cfg.min_findings]] = True
-            findings = []
-            for term, is_obligate in zip(model.terms[keep], obligate[keep]):
-                if not is_obligate and rng.random() < cfg.imprecision_rate:
-                    term = _imprecise(term, knowledge, rng)
-                findings.append(term)
-            for _ in range(rng.poisson(cfg.noise_findings_mean)):
-                findings.append(str(bg_terms[rng.choice(len(bg_terms), p=bg_p)]))
-            # No finding only the other sex can have, whatever its origin (annotation, noise, imprecision).
-            findings = [t for t in dict.fromkeys(findings) if term_sex.get(t, "") in ("", sex_name[sex])]
-            implied = knowledge.propagate(findings)
-            n_excluded = rng.poisson(cfg.excluded_findings_mean)
-            candidates = list(model.negated) + [t for t in rng.choice(frequent, size=min(len(frequent), 6 * n_excluded + 2), replace=False)
-                                                if t not in model.implied]
-            excluded = [t for t in dict.fromkeys(candidates)
-                        if t not in implied and term_sex.get(t, "") in ("", sex_name[sex])][:n_excluded]
-            rate = max([cfg.family_history_rates.get(i, cfg.default_family_history_rate) for i in model.inheritance]
-                       or [cfg.default_family_history_rate])
-            family = 1.0 if rng.random() < rate else 0.0
-            history = [code for code, p in history_codes if rng.random() < p * (1 + age / 50)]
-            height, weight = _growth(age, sex, implied, rng)
+            draw = draw_patient(model, cfg, knowledge, rng, bg_terms, bg_p, frequent, term_sex, history_codes)
+            sex, age, findings, excluded = draw["sex"], draw["age"], draw["findings"], draw["excluded"]
+            family, history, height, weight = draw["family"], draw["history"], draw["height"], draw["weight"]
             note = _note(age, sex, findings, excluded, family, knowledge, rng)
             rows.append({
                 "patient_id": f"P{serial:06d}",
