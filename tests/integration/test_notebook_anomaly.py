@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,31 +11,11 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
+from notebook_run import ensure_python3_kernel, text_outputs  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOK = NOTEBOOK_DIR / "05_anomaly_detection.ipynb"
-
-
-def _ensure_python3_kernel() -> None:
-    """Install the venv's ipykernel as the `python3` kernelspec (into sys.prefix) only when none is found."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        KernelSpecManager().get_kernel_spec("python3")
-    except NoSuchKernel:
-        from ipykernel import kernelspec
-
-        kernelspec.install(user=False, prefix=sys.prefix)
-
-
-def _text(cell) -> str:
-    parts = []
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream":
-            parts.append(out.get("text", ""))
-        elif out.get("output_type") in ("display_data", "execute_result"):
-            parts.append(out.get("data", {}).get("text/plain", ""))
-    return "\n".join(parts)
 
 
 @pytest.mark.integration
@@ -47,7 +26,7 @@ def test_anomaly_notebook_runs_on_a_tiny_file(tmp_path, monkeypatch):
     np.savez(tmp_path / "1_tiny.npz", X=X, y=y)
     monkeypatch.setenv("DXLAB_ADBENCH_DIR", str(tmp_path))
     monkeypatch.delenv("DXLAB_ADBENCH_DATASET", raising=False)
-    _ensure_python3_kernel()
+    ensure_python3_kernel()
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert nb.metadata["kernelspec"]["name"] == "python3"
@@ -58,10 +37,10 @@ def test_anomaly_notebook_runs_on_a_tiny_file(tmp_path, monkeypatch):
 
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert not [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    first = _text(code[0])
+    first = text_outputs(code[0])
     assert str(tmp_path.resolve()) in first and "dataset 1_tiny: 162 rows x 5 features, 12 anomalies" in first
     detectors = next(c for c in code if "detectors" in c.metadata.get("tags", []))
-    assert "auto" in _text(detectors) and "iforest" in _text(detectors)
+    assert "auto" in text_outputs(detectors) and "iforest" in text_outputs(detectors)
     images = [o for c in code for o in c.get("outputs", [])
               if o.get("output_type") == "display_data" and "image/png" in o.get("data", {})]
     assert len(images) == 2, "expected the PCA and t-SNE figures"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,8 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
+
+from notebook_run import ensure_python3_kernel, text_outputs  # noqa: E402
 
 from dxlab.data.schema import read_parquet  # noqa: E402
 
@@ -19,33 +20,11 @@ EXPLORATION = NOTEBOOK_DIR / "01_data_exploration.ipynb"
 REPO_CONF = REPO / "conf"
 
 
-def _ensure_python3_kernel() -> None:
-    """Install the venv's ipykernel as the `python3` kernelspec (into sys.prefix) only when none is found."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        KernelSpecManager().get_kernel_spec("python3")
-    except NoSuchKernel:
-        from ipykernel import kernelspec
-
-        kernelspec.install(user=False, prefix=sys.prefix)
-
-
-def _text_outputs(cell) -> str:
-    parts = []
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream":
-            parts.append(out.get("text", ""))
-        elif out.get("output_type") in ("display_data", "execute_result"):
-            parts.append(out.get("data", {}).get("text/plain", ""))
-    return "\n".join(parts)
-
-
 @pytest.mark.integration
 def test_exploration_notebook_runs_on_tiny_project(tiny_project, monkeypatch):
     root, cfg, _ = tiny_project
     monkeypatch.setenv("DXLAB_PROJECT_DIR", str(root))
-    _ensure_python3_kernel()
+    ensure_python3_kernel()
 
     patients = read_parquet(Path(cfg.paths.interim) / "patients.parquet")
     n_diseases = patients["diagnosis"].dropna().nunique()
@@ -63,7 +42,7 @@ def test_exploration_notebook_runs_on_tiny_project(tiny_project, monkeypatch):
     errors = [o for c in code_cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, errors
     # It read the tiny project, not the repository's data folder.
-    assert str(root.resolve()) in _text_outputs(code_cells[0])
+    assert str(root.resolve()) in text_outputs(code_cells[0])
 
     images = [
         o
@@ -75,7 +54,7 @@ def test_exploration_notebook_runs_on_tiny_project(tiny_project, monkeypatch):
 
     class_cells = [c for c in code_cells if "class-distribution" in c.metadata.get("tags", [])]
     assert len(class_cells) == 1
-    text = _text_outputs(class_cells[0])
+    text = text_outputs(class_cells[0])
     assert f"{n_diseases} diseases" in text, text
 
 
@@ -90,16 +69,16 @@ def _run(notebook: Path):
     images = [o for c in code_cells for o in c.get("outputs", [])
               if o.get("output_type") == "display_data" and "image/png" in o.get("data", {})]
     assert images, "no figure was displayed"
-    return code_cells, "\n".join(_text_outputs(c) for c in code_cells)
+    return code_cells, "\n".join(text_outputs(c) for c in code_cells)
 
 
 @pytest.mark.integration
 def test_preprocessing_notebook_describes_the_tiny_split_and_features(tiny_project, monkeypatch):
     root, cfg, _ = tiny_project
     monkeypatch.setenv("DXLAB_PROJECT_DIR", str(root))
-    _ensure_python3_kernel()
+    ensure_python3_kernel()
     code_cells, text = _run(NOTEBOOK_DIR / "02_preprocessing.ipynb")
-    assert str(root.resolve()) in _text_outputs(code_cells[0])
+    assert str(root.resolve()) in text_outputs(code_cells[0])
     train = read_parquet(Path(cfg.paths.processed) / "train.parquet")
     test = read_parquet(Path(cfg.paths.processed) / "test.parquet")
     n_diseases = len(set(train["diagnosis"]) | set(test["diagnosis"]))
@@ -117,7 +96,7 @@ def test_baselines_notebook_scores_every_trained_model(tiny_project, monkeypatch
 
     root, cfg, _ = tiny_project
     monkeypatch.setenv("DXLAB_PROJECT_DIR", str(root))
-    _ensure_python3_kernel()
+    ensure_python3_kernel()
     _, text = _run(NOTEBOOK_DIR / "03_model_baselines.ipynb")
     names = sorted(p.stem for p in Path(cfg.paths.models).glob("*.joblib"))
     assert f"models: {', '.join(names)};" in text, text
@@ -134,7 +113,7 @@ def test_advanced_notebook_fits_variants_and_ranks_an_unseen_disease(tiny_projec
     root, cfg, _ = tiny_project
     monkeypatch.setenv("DXLAB_PROJECT_DIR", str(root))
     monkeypatch.setenv("DXLAB_CONF_DIR", str(REPO_CONF))
-    _ensure_python3_kernel()
+    ensure_python3_kernel()
     _, text = _run(NOTEBOOK_DIR / "04_model_advanced.ipynb")
     assert "variants-fitted: 5" in text, text
     import re
