@@ -56,3 +56,34 @@ def test_case_based_ranker_never_uses_the_same_publication(knowledge):
     assert scores.max() == 0.0  # its twin is in the same publication: not usable
     other = ranker.decision_function(table.iloc[[0]], ["PMID:9"])
     assert other[0, list(ranker.classes_).index("OMIM:1")] == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="the shared case reports are not beside the project")
+def test_full_coverage_model_ranks_beside_the_others(tmp_path, knowledge_dir, knowledge, monkeypatch):
+    """The train_full stage on a panel of the sample's diseases, then the `learned` ranker and its ensemble weight."""
+    from dxlab.external.evaluate import read_cases, run_rankers
+    from dxlab.stages import train_full
+
+    lines = SHARED.read_text().splitlines()
+    cases_file = tmp_path / "sample.jsonl"
+    cases_file.write_text("\n".join(random.Random(1).sample(lines, 20)) + "\n")
+    cases = read_cases(cases_file, knowledge)
+    panel = sorted(set(cases.truth) & set(knowledge.diseases["disease_id"]))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/m.db")
+    out = tmp_path / "full"
+    metrics = train_full.main([f"paths.knowledge={knowledge_dir}", f"full_model.out={out}",
+                               f"full_model.report={tmp_path}/report.json", f"full_model.diseases=[{','.join(panel)}]",
+                               "full_model.per_disease=6", "full_model.validation_per_disease=2",
+                               "full_model.classifier.hidden_layers=[32]", "full_model.classifier.max_epochs=15",
+                               "full_model.classifier.batch_size=32", "full_model.classifier.n_threads=1"])
+    assert (out / "model.joblib").exists() and json.loads((tmp_path / "report.json").read_text())["n_diseases"] == len(panel)
+    assert 0 <= metrics["held_out_all_top1"] <= metrics["held_out_all_top10"] <= 1
+    params = {"learned_model": str(out / "model.joblib"), "ablations": {}, "bayes": False}
+    alone = run_rankers(cases, knowledge, None, params)
+    known = np.isin(cases.truth, panel)
+    assert np.isfinite(alone["ranks"]["learned"][known]).all() and np.isinf(alone["ranks"]["learned"][~known]).all()
+    assert (alone["ranks"]["learned"][known] <= len(panel)).all()  # the model ranks only its panel
+    weighted = run_rankers(cases, knowledge, None, {**params, "weights": {"learned": 1.0}})
+    assert not np.array_equal(weighted["scores"], alone["scores"])  # the weight reaches the ensemble
+    missing = run_rankers(cases, knowledge, None, {**params, "learned_model": str(tmp_path / "none.joblib")})
+    assert "learned" not in missing["ranks"]  # a missing model file is skipped, not an error

@@ -52,14 +52,14 @@ class _PatientFactory:
         self.knowledge, self.cfg = knowledge, cfg
         ann = knowledge.phenotype_annotations(diseases)
         table = knowledge.diseases.set_index("disease_id")
-        self.models = {d: _DiseaseModel(d, knowledge, g, table.loc[d]) for d, g in ann.groupby("disease_id")
-                       if d in table.index}
+        self.term_sex = dict(zip(knowledge.terms["id"], knowledge.terms["sex"]))
+        self.models = {d: _DiseaseModel(d, knowledge, g, table.loc[d], self.term_sex)
+                       for d, g in ann.groupby("disease_id") if d in table.index}
         background = knowledge.annotations.loc[knowledge.annotations["aspect"] == "P", "hpo_id"].value_counts()
         background = background[background >= 50]
         self.bg_terms, self.bg_p = background.index.to_numpy(), (background / background.sum()).to_numpy()
         frequent = ann[~ann["negated"] & (ann["frequency"] >= 0.5)]["hpo_id"].unique()
         self.frequent = frequent if len(frequent) else self.bg_terms
-        self.term_sex = dict(zip(knowledge.terms["id"], knowledge.terms["sex"]))
         self.history_codes = list(cfg.history_codes.items())
 
     def patient(self, disease_id: str, rng: np.random.Generator) -> dict:

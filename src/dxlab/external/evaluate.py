@@ -6,6 +6,8 @@ Rankers, each scoring a case against every disease it knows, side by side:
 - likelihood: dxlab.external.likelihood.LikelihoodRanker from the annotations alone (LIRICAL-like, with
   frequencies, partial matches, excluded findings, sex and onset);
 - cases: nearest neighbours among reference case reports of OTHER publications;
+- learned: the full-coverage model (dxlab.models.full_coverage, the `train_full` stage), an MLP over every
+  annotated disease trained on simulated patients, when its file exists;
 - ensemble: the likelihood ranker whose profiles also learn from the reference cases of other publications (and,
   optionally, a publication-count prior), plus `weights.cases` x the nearest-neighbour similarity (and optionally
   the other rankers' raw scores).
@@ -23,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 from scipy import sparse
@@ -53,15 +56,16 @@ DEFAULT_PARAMS: dict = {
         "prior_smoothing": 0.1,         # grid [0.1, 1, 3]
     },
     "neighbours": {"top_n": 1, "excluded_weight": 1.0},  # the `cases` ranker; grid top_n [1, 2, 3], excl. [0, 0.5, 1]
-    "weights": {"cases": 10.0, "knowledge": 0.0, "bayes": 0.0},  # grid cases [0, 1, 3, 10, 30]
+    "weights": {"cases": 10.0, "knowledge": 0.0, "bayes": 0.0, "learned": 0.0},  # grid cases [0, 1, 3, 10, 30]
     "bayes": True,
+    "learned_model": None,  # path of the full-coverage model (models/rare_disease_full/model.joblib) or None
     "ablations": {
         "ensemble without excluded-finding mentions": {"likelihood": {"mention_weight": 0.0}},
         "ensemble with publication prior": {"likelihood": {"prior_weight": 1.0}},
         "ensemble without nearest neighbours": {"weights": {"cases": 0.0}},
     },
 }
-RANKERS = ("knowledge", "bayes", "likelihood", "cases", "ensemble")
+RANKERS = ("knowledge", "bayes", "likelihood", "cases", "learned", "ensemble")
 PMID_IN_ID = re.compile(r"PMID[_:]?(\d+)", re.IGNORECASE)
 
 
@@ -235,9 +239,12 @@ def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = No
     universe = annotated + extra
     known = coverage(cases, set(annotated), reference)
     covered = {"knowledge": known["annotated"], "bayes": known["annotated"], "likelihood": known["annotated"],
-               "cases": known["seen_elsewhere"], "ensemble": known["annotated"] | known["seen_elsewhere"]}
+               "cases": known["seen_elsewhere"], "learned": known["annotated"],
+               "ensemble": known["annotated"] | known["seen_elsewhere"]}
     truth, table, groups = cases.truth, cases.table, cases.groups
     timings, ranks, raw = {}, {}, {}
+
+    fills = {"knowledge": 0.0, "bayes": 0.0}
 
     def record(name: str, scores: np.ndarray, classes: Sequence[str], keep: bool = False) -> None:
         ranks[name] = np.where(covered[name], rank_of_truth(scores, list(classes), truth), np.inf)
@@ -267,6 +274,20 @@ def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = No
     record("likelihood", lik.decision_function(table), lik.classes_)
     timings["likelihood"] = time.perf_counter() - start
 
+    if params.get("learned_model"):
+        path = Path(params["learned_model"])
+        if path.exists():
+            start = time.perf_counter()
+            model = joblib.load(path)
+            classes = [str(c) for c in model.classes_]
+            log_proba = np.log(np.clip(model.predict_proba(table), 1e-12, None)).astype(np.float32)
+            # a disease the model was not trained on (known from reference cases only): the uniform log-probability
+            fills["learned"] = float(-np.log(len(classes)))
+            record("learned", log_proba, classes, keep=True)
+            timings["learned"] = time.perf_counter() - start
+        else:
+            log.warning("learned ranker skipped: %s not found (train it with `dvc repro train_full`)", path)
+
     knn = None
     if reference is not None:
         start = time.perf_counter()
@@ -285,9 +306,9 @@ def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = No
         scores = align(ranker.decision_function(table, groups), list(ranker.classes_), universe, fill=-np.inf)
         if knn is not None and weights.get("cases"):
             scores += float(weights["cases"]) * knn
-        for name in ("knowledge", "bayes"):
+        for name in ("knowledge", "bayes", "learned"):
             if weights.get(name) and name in raw:
-                scores += float(weights[name]) * align(raw[name][0], raw[name][1], universe, fill=0.0)
+                scores += float(weights[name]) * align(raw[name][0], raw[name][1], universe, fill=fills[name])
         return scores
 
     start = time.perf_counter()

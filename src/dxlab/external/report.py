@@ -22,6 +22,8 @@ DESCRIPTIONS = {
     "likelihood": "`LikelihoodRanker` from the annotations alone: frequencies, partial matches, excluded findings, "
                   "sex, onset",
     "cases": "nearest reference case of another publication (observed and excluded findings, IC-weighted cosine)",
+    "learned": "full-coverage MLP over every OMIM and Orphanet disease, trained on simulated patients only "
+               "(conf/experiment/rare_disease_full.yaml)",
     "ensemble": "`LikelihoodRanker` whose disease profiles also learn from other publications' cases, plus "
                 "`weights.cases` x the nearest-neighbour similarity",
 }

@@ -93,13 +93,15 @@ def select_panel(knowledge: Knowledge, cfg: SimulatorConfig, rng: np.random.Gene
 class _DiseaseModel:
     """What the simulator needs of one disease, precomputed."""
 
-    def __init__(self, disease_id: str, knowledge: Knowledge, ann: pd.DataFrame, row: pd.Series):
+    def __init__(self, disease_id: str, knowledge: Knowledge, ann: pd.DataFrame, row: pd.Series,
+                 term_sex: dict | None = None):
         self.disease_id = disease_id
         positive = ann[~ann["negated"] & (ann["frequency"] > 0)]
         self.terms = positive["hpo_id"].to_numpy()
         self.freq = positive["frequency"].to_numpy(dtype=float)
         # An annotation applies to one sex when the file says so or when only that sex can have the finding.
-        term_sex = dict(zip(knowledge.terms["id"], knowledge.terms["sex"]))
+        if term_sex is None:
+            term_sex = dict(zip(knowledge.terms["id"], knowledge.terms["sex"]))
         self.sex = np.array([s or term_sex.get(t, "") for s, t in zip(positive["sex"], positive["hpo_id"])])
         self.negated = ann.loc[ann["negated"] | (ann["frequency"] == 0), "hpo_id"].to_numpy()
         self.inheritance = list(row["inheritance"])
@@ -217,7 +219,8 @@ def simulate_patients(knowledge: Knowledge, cfg: SimulatorConfig) -> Cohort:
     panel = select_panel(knowledge, cfg, rng)
     ann = knowledge.phenotype_annotations(panel["disease_id"])
     diseases = knowledge.diseases.set_index("disease_id")
-    models = {d: _DiseaseModel(d, knowledge, g, diseases.loc[d]) for d, g in ann.groupby("disease_id")}
+    term_sex = dict(zip(knowledge.terms["id"], knowledge.terms["sex"]))
+    models = {d: _DiseaseModel(d, knowledge, g, diseases.loc[d], term_sex) for d, g in ann.groupby("disease_id")}
 
     # Background findings: terms weighted by how many diseases list them, i.e. common, unspecific ones.
     background = knowledge.annotations.loc[knowledge.annotations["aspect"] == "P", "hpo_id"].value_counts()
@@ -226,7 +229,6 @@ def simulate_patients(knowledge: Knowledge, cfg: SimulatorConfig) -> Cohort:
     # Terms a clinician would check and find absent: other panel diseases' frequent findings.
     frequent = ann[~ann["negated"] & (ann["frequency"] >= 0.5)]["hpo_id"].unique()
     history_codes = list(cfg.history_codes.items())
-    term_sex = dict(zip(knowledge.terms["id"], knowledge.terms["sex"]))
 
     rows = []
     serial = 0
