@@ -63,6 +63,7 @@ DEFAULT_PARAMS: dict = {
         "ensemble without excluded-finding mentions": {"likelihood": {"mention_weight": 0.0}},
         "ensemble with publication prior": {"likelihood": {"prior_weight": 1.0}},
         "ensemble without nearest neighbours": {"weights": {"cases": 0.0}},
+        "ensemble without the learned model": {"weights": {"learned": 0.0}},
     },
 }
 RANKERS = ("knowledge", "bayes", "likelihood", "cases", "learned", "ensemble")
@@ -283,7 +284,9 @@ def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = No
             log_proba = np.log(np.clip(model.predict_proba(table), 1e-12, None)).astype(np.float32)
             # a disease the model was not trained on (known from reference cases only): the uniform log-probability
             fills["learned"] = float(-np.log(len(classes)))
-            record("learned", log_proba, classes, keep=True)
+            # ranked over the same universe as the other rankers (its Orphanet classes are not candidates)
+            record("learned", align(log_proba, classes, annotated, fill=-np.inf), annotated)
+            raw["learned"] = (log_proba, classes)
             timings["learned"] = time.perf_counter() - start
         else:
             log.warning("learned ranker skipped: %s not found (train it with `dvc repro train_full`)", path)
