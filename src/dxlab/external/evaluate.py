@@ -58,7 +58,7 @@ DEFAULT_PARAMS: dict = {
     "neighbours": {"top_n": 1, "excluded_weight": 1.0},  # the `cases` ranker; grid top_n [1, 2, 3], excl. [0, 0.5, 1]
     "weights": {"cases": 10.0, "knowledge": 0.0, "bayes": 0.0, "learned": 0.0},  # grid cases [0, 1, 3, 10, 30]
     "bayes": True,
-    "learned_model": None,  # path of the full-coverage model (models/rare_disease_full/model.joblib) or None
+    "learned_model": None,  # path of the full-coverage model (artifacts/rare_disease_full/model.joblib) or None
     "ablations": {
         "ensemble without excluded-finding mentions": {"likelihood": {"mention_weight": 0.0}},
         "ensemble with publication prior": {"likelihood": {"prior_weight": 1.0}},

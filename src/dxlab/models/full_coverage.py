@@ -109,5 +109,13 @@ def train_full_model(knowledge_dir: str, settings: Mapping, seed: int) -> tuple[
         "epochs": int(mlp.n_epochs_), "history": mlp.history_, "temperature": float(mlp.temperature_),
         "held_out": topk_by_group(proba, classes, held_out["diagnosis"].to_numpy(dtype=str), database),
         "timings": timings,
+        "peak_rss_gb": peak_rss_gb(),
     }
     return model, summary
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far (Linux reports kilobytes)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6

@@ -46,11 +46,12 @@ def run(cfg: DictConfig) -> dict:
     write_json(summary, out / "summary.json")
     write_json({"held_out": summary["held_out"], "n_diseases": summary["n_diseases"],
                 "n_train_patients": summary["n_train_patients"], "epochs": summary["epochs"],
-                "timings": summary["timings"]}, settings["report"])
+                "timings": summary["timings"], "peak_rss_gb": summary["peak_rss_gb"]}, settings["report"])
     log_artifact(out / "summary.json")
     held = summary["held_out"]
     print(f"\nFull-coverage model: {summary['n_diseases']} diseases, {summary['n_train_patients']} simulated "
-          f"patients, {summary['epochs']} epochs, fit {summary['timings']['fit_s']:.0f} s")
+          f"patients, {summary['epochs']} epochs, fit {summary['timings']['fit_s']:.0f} s, "
+          f"peak memory {summary['peak_rss_gb']:.1f} GB")
     for group, m in held.items():
         print(f"  held-out simulated {group:6s} n={m['n']:6d}  top1 {m['top1']:.3f}  top3 {m['top3']:.3f}  "
               f"top10 {m['top10']:.3f}")
