@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dxlab.models.full_coverage import disease_universe, patient_factory, simulate_universe, train_full_model
+from dxlab.models.full_coverage import (disease_universe, log_proba_in_blocks, patient_factory, simulate_universe,
+                                        train_full_model)
 
 
 def test_universe_is_every_annotated_disease_of_the_databases(knowledge):
@@ -28,7 +29,7 @@ def test_simulated_table_has_each_disease_per_disease_times(knowledge):
     assert list(other["findings"]) != list(table["findings"])
 
 
-def test_the_model_learns_diseases_it_has_only_seen_simulated(knowledge_dir):
+def test_the_model_learns_diseases_it_has_only_seen_simulated(knowledge_dir, knowledge):
     settings = {"databases": ["OMIM"], "min_phenotypes": 10, "max_diseases": 15, "per_disease": 8,
                 "validation_per_disease": 4, "simulator": None,
                 "featurizer": {"use_history": False, "use_knowledge_scores": False},
@@ -45,3 +46,8 @@ def test_the_model_learns_diseases_it_has_only_seen_simulated(knowledge_dir):
                           "family_history": [np.nan], "measurements": [{}]})
     proba = model.predict_proba(empty)  # a patient with nothing recorded still gets a distribution
     assert proba.shape == (1, 15) and proba.sum() == pytest.approx(1.0)
+    some = simulate_universe(patient_factory(knowledge, list(model.classes_), None),
+                             list(model.classes_), 1, seed=9)
+    blocks = log_proba_in_blocks(model, some, block=4)  # predicted in blocks of 4 rows: the same as all at once
+    np.testing.assert_allclose(blocks, np.log(np.clip(model.predict_proba(some), 1e-12, None)), rtol=1e-5, atol=1e-5)
+

@@ -278,10 +278,12 @@ def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = No
     if params.get("learned_model"):
         path = Path(params["learned_model"])
         if path.exists():
+            from dxlab.models.full_coverage import log_proba_in_blocks
+
             start = time.perf_counter()
             model = joblib.load(path)
             classes = [str(c) for c in model.classes_]
-            log_proba = np.log(np.clip(model.predict_proba(table), 1e-12, None)).astype(np.float32)
+            log_proba = log_proba_in_blocks(model, table)
             # a disease the model was not trained on (known from reference cases only): the uniform log-probability
             fills["learned"] = float(-np.log(len(classes)))
             # ranked over the same universe as the other rankers (its Orphanet classes are not candidates)

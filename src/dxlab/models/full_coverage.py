@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from dxlab.augment.knowledge_synthesis import _PatientFactory, simulator_config
+from dxlab.external.ranking import rank_of_truth
 from dxlab.features.patient import PatientFeaturizer
 from dxlab.knowledge.base import Knowledge
 from dxlab.models.torch_mlp import TorchMLPClassifier
@@ -61,13 +62,19 @@ def build_model(featurizer: Mapping, classifier: Mapping, knowledge_dir: str, se
     return Pipeline([("features", features), ("classifier", mlp)])
 
 
-def topk_by_group(proba: np.ndarray, classes: Sequence[str], truth: Sequence[str], groups: Sequence[str],
-                  ks: Sequence[int] = (1, 3, 10)) -> dict:
-    """top-k accuracy overall and per group (the database of the true disease)."""
-    from dxlab.external.ranking import rank_of_truth
+def log_proba_in_blocks(model, table: pd.DataFrame, block: int = 2048) -> np.ndarray:
+    """log P(disease | patient) as float32, predicted `block` rows at a time: a 12,600-class float64 probability
+    matrix of every row at once would take gigabytes."""
+    out = []
+    for start in range(0, len(table), block):
+        proba = model.predict_proba(table.iloc[start:start + block])
+        out.append(np.log(np.clip(proba, 1e-12, None)).astype(np.float32))
+    return np.vstack(out) if out else np.zeros((0, len(model.classes_)), dtype=np.float32)
 
-    ranks = rank_of_truth(proba, list(classes), np.asarray(truth))
-    groups = np.asarray(groups)
+
+def topk_by_group(ranks: np.ndarray, groups: Sequence[str], ks: Sequence[int] = (1, 3, 10)) -> dict:
+    """top-k accuracy from ranks of the truth, overall and per group (the database of the true disease)."""
+    ranks, groups = np.asarray(ranks, dtype=float), np.asarray(groups)
     out = {"all": {f"top{k}": float(np.mean(ranks <= k)) for k in ks} | {"n": int(len(ranks))}}
     for group in sorted(set(groups)):
         mask = groups == group
@@ -98,16 +105,17 @@ def train_full_model(knowledge_dir: str, settings: Mapping, seed: int) -> tuple[
     model.fit(train, train["diagnosis"].to_numpy(dtype=str))
     timings["fit_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    proba = model.predict_proba(held_out)
+    classes = [str(c) for c in model.classes_]
+    truth = held_out["diagnosis"].to_numpy(dtype=str)
+    ranks = rank_of_truth(log_proba_in_blocks(model, held_out), classes, truth)
     timings["predict_held_out_s"] = time.perf_counter() - start
-    classes = model.classes_
     database = held_out["diagnosis"].str.split(":").str[0].to_numpy()
     mlp = model.named_steps["classifier"]
     summary = {
         "n_diseases": len(classes), "n_train_patients": int(len(train)), "n_held_out_patients": int(len(held_out)),
         "n_features": int(model.named_steps["features"].n_features_out_),
         "epochs": int(mlp.n_epochs_), "history": mlp.history_, "temperature": float(mlp.temperature_),
-        "held_out": topk_by_group(proba, classes, held_out["diagnosis"].to_numpy(dtype=str), database),
+        "held_out": topk_by_group(ranks, database),
         "timings": timings,
         "peak_rss_gb": peak_rss_gb(),
     }
