@@ -239,7 +239,7 @@ MODEL_CARD = [
     "(2) The largest single gain comes from reading excluded findings as *mentions*: case reports list absent "
     "findings because they belong to the disease under discussion. That is how case reports are written, not a law "
     "of medicine; when absent findings are recorded for another reason (a checklist, a different suspected "
-    "disease) set `mention_weight: 0` (the ablation above shows the cost) -- and the ranking can echo the "
+    "disease) set `mention_weight: 0` (the ablation in the external validation report shows the cost) -- and the ranking can echo the "
     "clinician's own suspicion. (3) Reference cases favour diseases that are often published: a disease never "
     "reported by another publication gets no help from them. (4) Phenopacket-store cases are curated, published "
     "and mostly genetically solved; findings in a clinic are sparser and noisier, so accuracy there will be lower. "
