@@ -48,6 +48,7 @@ def run(cfg: DictConfig) -> dict:
                 "n_train_patients": summary["n_train_patients"], "epochs": summary["epochs"],
                 "timings": summary["timings"], "peak_rss_gb": summary["peak_rss_gb"]}, settings["report"])
     log_artifact(out / "summary.json")
+    log_artifact(out / MODEL_FILE, "model")  # the fitted pipeline (joblib), for `mlflow ui` and a later registry
     held = summary["held_out"]
     print(f"\nFull-coverage model: {summary['n_diseases']} diseases, {summary['n_train_patients']} simulated "
           f"patients, {summary['epochs']} epochs, fit {summary['timings']['fit_s']:.0f} s, "
