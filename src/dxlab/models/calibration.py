@@ -68,10 +68,15 @@ def fit_temperature(log_proba: np.ndarray, truth: np.ndarray, bounds=(-4.0, 4.0)
     """The temperature T minimising the negative log likelihood of softmax(log_proba / T) at the true columns."""
     if not len(truth):
         return 1.0
-    rows = np.arange(len(truth))
+    truth = np.asarray(truth)
+    block = max(1, int(2e7 // max(log_proba.shape[1], 1)))  # rows per block: bounded memory with many classes
 
     def nll(log_t: float) -> float:
-        return -float(log_softmax(log_proba / np.exp(log_t), axis=1)[rows, truth].mean())
+        total = 0.0
+        for start in range(0, len(truth), block):
+            part = log_softmax(log_proba[start:start + block] / np.exp(log_t), axis=1)
+            total += float(part[np.arange(len(part)), truth[start:start + block]].sum())
+        return -total / len(truth)
 
     return float(np.exp(minimize_scalar(nll, bounds=bounds, method="bounded").x))
 

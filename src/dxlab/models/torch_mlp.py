@@ -150,11 +150,8 @@ class _TorchClassifier(ClassifierMixin, BaseEstimator):
                 optimizer.step()
                 total += float(loss.detach()) * len(rows)
             record = {"epoch": epoch + 1, "train_loss": total / max(len(order), 1)}
-            if len(val):
-                logits = torch.from_numpy(self._logits(network, X[val]))
-                # the training objective (class weights included) on the validation rows
-                record["val_loss"] = float(F.cross_entropy(logits, targets[val],
-                                                           weight=None if weight is None else weight.double()))
+            if len(val):  # the training objective (class weights included) on the validation rows
+                record["val_loss"] = self._loss(network, X, val, targets, weight)
                 if record["val_loss"] < best - self.tol:
                     best, best_state, waited = record["val_loss"], copy.deepcopy(network.state_dict()), 0
                 else:
@@ -165,6 +162,21 @@ class _TorchClassifier(ClassifierMixin, BaseEstimator):
         if best_state is not None:
             network.load_state_dict(best_state)
         self.n_epochs_ = len(self.history_)
+
+    def _loss(self, network: nn.Module, X, rows, targets, weight, batch_size: int = 1024) -> float:
+        """Mean (class-weighted) cross-entropy over `rows`, in float64, computed a batch at a time (the logits of a
+        whole validation fold over thousands of classes would take gigabytes)."""
+        network.eval()
+        weight = None if weight is None else weight.double()
+        total, norm = 0.0, 0.0
+        with torch.no_grad():
+            for start in range(0, len(rows), batch_size):
+                part = rows[start:start + batch_size]
+                logits = network(batch_rows(X, part, torch.float32)).double()
+                y = targets[part]
+                total += float(F.cross_entropy(logits, y, weight=weight, reduction="sum"))
+                norm += float(len(part) if weight is None else weight[y].sum())
+        return total / max(norm, 1e-12)
 
     def _logits(self, network: nn.Module, X, batch_size: int = 1024) -> np.ndarray:
         network.eval()
