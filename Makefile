@@ -79,6 +79,8 @@ anomaly-bench: setup
 	$(PY) -m dxlab.cli anomaly-benchmark --data-dir $(ADBENCH) --out bench/anomaly
 	cp bench/anomaly/results.md reports/anomaly_benchmark.md
 	cp bench/anomaly/results.json reports/anomaly_benchmark.json
+	$(PY) -m dxlab.cli anomaly-benchmark --data-dir $(ADBENCH) --out bench/anomaly-adbench --protocol adbench
+	cp bench/anomaly-adbench/results.md reports/anomaly_benchmark_adbench.md
 	$(PY) -m dxlab.cli readme
 
 ui: setup
