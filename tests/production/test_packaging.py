@@ -114,6 +114,14 @@ def _get(url: str, timeout: float = 2.0):
         return r.status, r.read().decode()
 
 
+def _stop(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def _wait(url: str, seconds: float, proc=None) -> str:
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -147,11 +155,7 @@ def served_api(prod_project, tmp_path):
         _wait(f"http://127.0.0.1:{port}/readyz", 90, proc)
         yield port, [c.replace("8000", str(port)) for c in health]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
 
 
 @pytest.mark.integration
@@ -193,9 +197,5 @@ def test_image_command_serves_and_prometheus_scrapes_it(served_api, prod_project
         rules = json.loads(_get(f"http://127.0.0.1:{prom_port}/api/v1/rules")[1])["data"]["groups"]
         assert {r["name"] for g in rules for r in g["rules"]} >= {"DxlabHighLatency", "DxlabInputDrift"}
     finally:
-        prom.terminate()
-        try:
-            prom.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            prom.kill()
+        _stop(prom)
 

@@ -47,27 +47,17 @@ class _PatientFactory:
     """Draws one canonical patient of a disease (the per-patient part of `simulate_patients`)."""
 
     def __init__(self, knowledge, diseases: list[str], cfg):
-        from dxlab.simulate.cohort import _DiseaseModel
+        from dxlab.simulate.cohort import DrawContext
 
         self.knowledge, self.cfg = knowledge, cfg
-        ann = knowledge.phenotype_annotations(diseases)
-        table = knowledge.diseases.set_index("disease_id")
-        self.term_sex = dict(zip(knowledge.terms["id"], knowledge.terms["sex"]))
-        self.models = {d: _DiseaseModel(d, knowledge, g, table.loc[d], self.term_sex)
-                       for d, g in ann.groupby("disease_id") if d in table.index}
-        background = knowledge.annotations.loc[knowledge.annotations["aspect"] == "P", "hpo_id"].value_counts()
-        background = background[background >= 50]
-        self.bg_terms, self.bg_p = background.index.to_numpy(), (background / background.sum()).to_numpy()
-        frequent = ann[~ann["negated"] & (ann["frequency"] >= 0.5)]["hpo_id"].unique()
-        self.frequent = frequent if len(frequent) else self.bg_terms
-        self.history_codes = list(cfg.history_codes.items())
+        self.context = DrawContext(knowledge, diseases, cfg.history_codes)
+        self.models = self.context.models
 
     def patient(self, disease_id: str, rng: np.random.Generator) -> dict:
-        from dxlab.simulate.cohort import _note, draw_patient
+        from dxlab.simulate.cohort import _note
 
         cfg, knowledge = self.cfg, self.knowledge
-        draw = draw_patient(self.models[disease_id], cfg, knowledge, rng, self.bg_terms, self.bg_p, self.frequent,
-                            self.term_sex, self.history_codes)
+        draw = self.context.draw(disease_id, cfg, knowledge, rng)
         sex, age, family, history = draw["sex"], draw["age"], draw["family"], draw["history"]
         findings, excluded = [str(t) for t in draw["findings"]], [str(t) for t in draw["excluded"]]
         height, weight = draw["height"], draw["weight"]

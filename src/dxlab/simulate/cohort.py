@@ -93,21 +93,41 @@ def select_panel(knowledge: Knowledge, cfg: SimulatorConfig, rng: np.random.Gene
 class _DiseaseModel:
     """What the simulator needs of one disease, precomputed."""
 
-    def __init__(self, disease_id: str, knowledge: Knowledge, ann: pd.DataFrame, row: pd.Series,
-                 term_sex: dict | None = None):
+    def __init__(self, disease_id: str, knowledge: Knowledge, ann: pd.DataFrame, row: pd.Series, term_sex: dict):
         self.disease_id = disease_id
         positive = ann[~ann["negated"] & (ann["frequency"] > 0)]
         self.terms = positive["hpo_id"].to_numpy()
         self.freq = positive["frequency"].to_numpy(dtype=float)
         # An annotation applies to one sex when the file says so or when only that sex can have the finding.
-        if term_sex is None:
-            term_sex = dict(zip(knowledge.terms["id"], knowledge.terms["sex"]))
         self.sex = np.array([s or term_sex.get(t, "") for s, t in zip(positive["sex"], positive["hpo_id"])])
         self.negated = ann.loc[ann["negated"] | (ann["frequency"] == 0), "hpo_id"].to_numpy()
         self.inheritance = list(row["inheritance"])
         self.onset = list(row["onset"])
         self.sex_specific = row["sex_specific"]
         self.implied = knowledge.propagate(self.terms)
+
+
+class DrawContext:
+    """What `draw_patient` needs beside the disease, built once for a set of diseases: their models, the background
+    findings (terms weighted by how many diseases list them, i.e. common, unspecific ones), the findings a clinician
+    would check and find absent (the set's frequent findings), the sex of sex-specific terms, the history codes."""
+
+    def __init__(self, knowledge: Knowledge, diseases, history_codes: Mapping[str, float]):
+        ann = knowledge.phenotype_annotations(diseases)
+        table = knowledge.diseases.set_index("disease_id")
+        self.term_sex = dict(zip(knowledge.terms["id"], knowledge.terms["sex"]))
+        self.models = {d: _DiseaseModel(d, knowledge, g, table.loc[d], self.term_sex)
+                       for d, g in ann.groupby("disease_id") if d in table.index}
+        background = knowledge.annotations.loc[knowledge.annotations["aspect"] == "P", "hpo_id"].value_counts()
+        background = background[background >= 50]
+        self.bg_terms, self.bg_p = background.index.to_numpy(), (background / background.sum()).to_numpy()
+        frequent = ann[~ann["negated"] & (ann["frequency"] >= 0.5)]["hpo_id"].unique()
+        self.frequent = frequent if len(frequent) else self.bg_terms
+        self.history_codes = list(history_codes.items())
+
+    def draw(self, disease_id: str, cfg: "SimulatorConfig", knowledge: Knowledge, rng: np.random.Generator) -> dict:
+        return draw_patient(self.models[disease_id], cfg, knowledge, rng, self.bg_terms, self.bg_p, self.frequent,
+                            self.term_sex, self.history_codes)
 
 
 def _imprecise(term: str, knowledge: Knowledge, rng: np.random.Generator) -> str:
@@ -217,26 +237,14 @@ def draw_patient(model: "_DiseaseModel", cfg: SimulatorConfig, knowledge: Knowle
 def simulate_patients(knowledge: Knowledge, cfg: SimulatorConfig) -> Cohort:
     rng = np.random.default_rng(cfg.seed)
     panel = select_panel(knowledge, cfg, rng)
-    ann = knowledge.phenotype_annotations(panel["disease_id"])
-    diseases = knowledge.diseases.set_index("disease_id")
-    term_sex = dict(zip(knowledge.terms["id"], knowledge.terms["sex"]))
-    models = {d: _DiseaseModel(d, knowledge, g, diseases.loc[d], term_sex) for d, g in ann.groupby("disease_id")}
-
-    # Background findings: terms weighted by how many diseases list them, i.e. common, unspecific ones.
-    background = knowledge.annotations.loc[knowledge.annotations["aspect"] == "P", "hpo_id"].value_counts()
-    background = background[background >= 50]
-    bg_terms, bg_p = background.index.to_numpy(), (background / background.sum()).to_numpy()
-    # Terms a clinician would check and find absent: other panel diseases' frequent findings.
-    frequent = ann[~ann["negated"] & (ann["frequency"] >= 0.5)]["hpo_id"].unique()
-    history_codes = list(cfg.history_codes.items())
+    context = DrawContext(knowledge, panel["disease_id"], cfg.history_codes)
 
     rows = []
     serial = 0
     for disease_id, n_patients in zip(panel["disease_id"], panel["target_patients"]):
-        model = models[disease_id]
         for _ in range(int(n_patients)):
             serial += 1
-            draw = draw_patient(model, cfg, knowledge, rng, bg_terms, bg_p, frequent, term_sex, history_codes)
+            draw = context.draw(disease_id, cfg, knowledge, rng)
             sex, age, findings, excluded = draw["sex"], draw["age"], draw["findings"], draw["excluded"]
             family, history, height, weight = draw["family"], draw["history"], draw["height"], draw["weight"]
             note = _note(age, sex, findings, excluded, family, knowledge, rng)
