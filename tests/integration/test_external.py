@@ -91,3 +91,28 @@ def test_full_coverage_model_ranks_beside_the_others(tmp_path, knowledge_dir, kn
     assert not np.array_equal(weighted["scores"], alone["scores"])  # the weight reaches the ensemble
     missing = run_rankers(cases, knowledge, None, {**params, "learned_model": str(tmp_path / "none.joblib")})
     assert "learned" not in missing["ranks"]  # a missing model file is skipped, not an error
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="the shared case reports are not beside the project")
+def test_reranker_on_real_cases_leaves_out_of_reach_cases_alone(tmp_path, knowledge):
+    """The ensemble's second stage on 300 shared cases (its own reference, by folds of publications) and on a file
+    of other cases (trained on the reference's scores, computed for it)."""
+    from dxlab.external.evaluate import BEFORE_RERANK, read_cases, run_rankers
+
+    lines = SHARED.read_text().splitlines()
+    picked = random.Random(2).sample(lines, 320)
+    (tmp_path / "ref.jsonl").write_text("\n".join(picked[:300]) + "\n")
+    (tmp_path / "new.jsonl").write_text("\n".join(picked[300:]) + "\n")
+    reference = read_cases(tmp_path / "ref.jsonl", knowledge)
+    params = {"ablations": {}, "bayes": False, "rerank": {"n_candidates": 20, "min_training_cases": 20,
+                                                          "n_estimators": 30}}
+    result = run_rankers(reference, knowledge, reference, params)
+    assert result["reranker"]["training_cases"] >= 20 and "ensemble_to_best" in result["reranker"]["features"]
+    before, after = result["ranks"][BEFORE_RERANK], result["ranks"]["ensemble"]
+    out_of_reach = before > 20
+    np.testing.assert_array_equal(before[out_of_reach], after[out_of_reach])  # below the candidates, same order
+    assert (after[~out_of_reach] <= 20).all() and not np.array_equal(before, after)
+    new = read_cases(tmp_path / "new.jsonl", knowledge)
+    other = run_rankers(new, knowledge, reference, params)
+    assert other["reranker"]["training_cases"] == result["reranker"]["training_cases"]  # the same reference scores
+    assert BEFORE_RERANK in other["ranks"] and len(other["ranks"]["ensemble"]) == 20

@@ -34,6 +34,7 @@ from dxlab.data.preprocess import normalise_terms
 from dxlab.data.sources.phenopackets import PhenopacketsSource
 from dxlab.external.likelihood import LikelihoodRanker
 from dxlab.external.ranking import rank_of_truth, ranking_metrics
+from dxlab.external.rerank import CaseReranker, PairContext, reference_counts
 from dxlab.features.knowledge_scores import KnowledgeScorer
 from dxlab.features.terms import TermEncoder
 from dxlab.knowledge.base import Knowledge
@@ -59,6 +60,9 @@ DEFAULT_PARAMS: dict = {
     "weights": {"cases": 10.0, "knowledge": 0.0, "bayes": 0.0, "learned": 0.0},  # grid cases [0, 1, 3, 10, 30]
     "bayes": True,
     "learned_model": None,  # path of the full-coverage model (artifacts/rare_disease_full/model.joblib) or None
+    # second stage learned from the reference cases (dxlab.external.rerank.CaseReranker); needs reference cases
+    "rerank": {"enabled": True, "n_candidates": 50, "n_folds": 5, "n_estimators": 200, "learning_rate": 0.05,
+               "max_depth": 4, "min_training_cases": 50},
     "ablations": {
         "ensemble without excluded-finding mentions": {"likelihood": {"mention_weight": 0.0}},
         "ensemble with publication prior": {"likelihood": {"prior_weight": 1.0}},
@@ -67,6 +71,7 @@ DEFAULT_PARAMS: dict = {
     },
 }
 RANKERS = ("knowledge", "bayes", "likelihood", "cases", "learned", "ensemble")
+BEFORE_RERANK = "ensemble without the reranker"
 PMID_IN_ID = re.compile(r"PMID[_:]?(\d+)", re.IGNORECASE)
 
 
@@ -231,9 +236,17 @@ def coverage(cases: Cases, annotated: set, reference: Cases | None) -> dict[str,
 
 
 def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = None,
-                params: Mapping | None = None) -> dict:
-    """Rank of the true disease for every ranker (and ablation), the ensemble's scores, coverage and timings."""
+                params: Mapping | None = None, keep_parts: bool = False) -> dict:
+    """Rank of the true disease for every ranker (and ablation), the ensemble's scores, coverage and timings.
+
+    With reference cases and `rerank.enabled`, the ensemble's first candidates are reordered by a reranker learned
+    from the reference cases (dxlab.external.rerank); the ensemble before it is reported as BEFORE_RERANK, the
+    ablations are computed before it. keep_parts: also return every ranker's scores over the universe."""
     params = merge_params(params)
+    rerank = dict(params.get("rerank") or {})
+    rerank_on = bool(rerank.pop("enabled", False)) and reference is not None
+    keep_parts = keep_parts or rerank_on
+    parts: dict[str, np.ndarray] = {}
     databases = set(params["databases"])
     annotated = sorted(d for d in knowledge.diseases["disease_id"] if d.split(":")[0] in databases)
     extra = sorted(set(reference.truth) - set(annotated)) if reference is not None else []
@@ -247,15 +260,19 @@ def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = No
 
     fills = {"knowledge": 0.0, "bayes": 0.0}
 
-    def record(name: str, scores: np.ndarray, classes: Sequence[str], keep: bool = False) -> None:
+    def record(name: str, scores: np.ndarray, classes: Sequence[str], keep: bool = False,
+               fill: float | None = None) -> None:
         ranks[name] = np.where(covered[name], rank_of_truth(scores, list(classes), truth), np.inf)
         if keep:
             raw[name] = (scores, list(classes))
+        if keep_parts and fill is not None:
+            parts[name] = align(scores, list(classes), universe, fill=fill)
 
     start = time.perf_counter()
     scorer = KnowledgeScorer(diseases=annotated, similarity="resnik", excluded_weight=0.0)
     scorer.fit(table.head(1), knowledge=knowledge)
-    record("knowledge", scorer.transform(table), scorer.diseases_, keep=bool(params["weights"].get("knowledge")))
+    record("knowledge", scorer.transform(table), scorer.diseases_, keep=bool(params["weights"].get("knowledge")),
+           fill=0.0)
     timings["knowledge"] = time.perf_counter() - start
 
     if params.get("bayes"):
@@ -265,14 +282,15 @@ def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = No
 
             bayes = BayesDiseaseRanker(diseases=annotated, temperature=1.0)
             bayes.fit(table.head(1), None, knowledge=knowledge)
-            record("bayes", bayes.decision_function(table), bayes.classes_, keep=bool(params["weights"].get("bayes")))
+            record("bayes", bayes.decision_function(table), bayes.classes_, keep=bool(params["weights"].get("bayes")),
+                   fill=0.0)
             timings["bayes"] = time.perf_counter() - start
         except Exception as exc:  # another team's model: report, never fail the evaluation for it
             log.warning("bayes ranker skipped: %s", exc)
 
     start = time.perf_counter()
     lik = LikelihoodRanker(diseases=annotated, **params["likelihood"]).fit(knowledge)
-    record("likelihood", lik.decision_function(table), lik.classes_)
+    record("likelihood", lik.decision_function(table), lik.classes_, fill=-np.inf)
     timings["likelihood"] = time.perf_counter() - start
 
     if params.get("learned_model"):
@@ -289,6 +307,8 @@ def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = No
             # ranked over the same universe as the other rankers (its Orphanet classes are not candidates)
             record("learned", align(log_proba, classes, annotated, fill=-np.inf), annotated)
             raw["learned"] = (log_proba, classes)
+            if keep_parts:
+                parts["learned"] = align(log_proba, classes, universe, fill=fills["learned"])
             timings["learned"] = time.perf_counter() - start
         else:
             log.warning("learned ranker skipped: %s not found (train it with `dvc repro train_full`)", path)
@@ -300,15 +320,19 @@ def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = No
         knn_scores = ranker.decision_function(table, groups)
         record("cases", knn_scores, ranker.classes_)
         knn = align(knn_scores, list(ranker.classes_), universe, fill=0.0)
+        if keep_parts:
+            parts["cases"] = knn
         timings["cases"] = time.perf_counter() - start
 
-    def ensemble(likelihood_params: Mapping, weights: Mapping) -> np.ndarray:
+    def ensemble(likelihood_params: Mapping, weights: Mapping, keep: bool = False) -> np.ndarray:
         ranker = LikelihoodRanker(diseases=annotated, **likelihood_params)
         if reference is not None:
             ranker.fit(knowledge, reference.table, reference.groups)
         else:
             ranker.fit(knowledge)
         scores = align(ranker.decision_function(table, groups), list(ranker.classes_), universe, fill=-np.inf)
+        if keep:
+            parts["likelihood_with_cases"] = scores.copy()
         if knn is not None and weights.get("cases"):
             scores += float(weights["cases"]) * knn
         for name in ("knowledge", "bayes", "learned"):
@@ -317,9 +341,22 @@ def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = No
         return scores
 
     start = time.perf_counter()
-    scores = ensemble(params["likelihood"], params["weights"])
-    record("ensemble", scores, universe)
+    scores = ensemble(params["likelihood"], params["weights"], keep=keep_parts)
+    if keep_parts:
+        parts["ensemble"] = scores
     timings["ensemble"] = time.perf_counter() - start
+    reranker = None
+    if rerank_on:
+        start = time.perf_counter()
+        try:
+            reranker, reranked = _rerank(cases, knowledge, reference, params, rerank, universe, parts)
+            covered[BEFORE_RERANK] = covered["ensemble"]
+            record(BEFORE_RERANK, scores, universe)
+            scores = reranked
+        except ValueError as exc:  # too few reference cases to learn from: the ensemble as it is
+            log.warning("reranker skipped: %s", exc)
+        timings["reranker"] = time.perf_counter() - start
+    record("ensemble", scores, universe)
     for name, change in (params.get("ablations") or {}).items():
         covered[name] = covered["ensemble"]
         start = time.perf_counter()
@@ -327,8 +364,54 @@ def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = No
                            {**params["weights"], **dict(change.get("weights", {}))})
         record(name, ablated, universe)
         timings[name] = time.perf_counter() - start
-    return {"ranks": ranks, "covered": covered, "scores": scores, "universe": universe, "known": known,
-            "timings": timings, "params": params}
+    out = {"ranks": ranks, "covered": covered, "scores": scores, "universe": universe, "known": known,
+           "timings": timings, "params": params}
+    if reranker is not None:
+        out["reranker"] = {"training_cases": reranker.n_training_cases_, "features": reranker.features_,
+                           "importance": reranker.importance()}
+    if keep_parts:
+        out["parts"] = parts
+    return out
+
+
+def _same_cases(a: Cases, b: Cases) -> bool:
+    return len(a.table) == len(b.table) and bool(np.all(a.groups == b.groups)) and bool(
+        np.all(a.table["patient_id"].astype(str).to_numpy() == b.table["patient_id"].astype(str).to_numpy()))
+
+
+def _pair_context(cases: Cases, knowledge: Knowledge, reference: Cases, universe: Sequence[str]) -> PairContext:
+    encoder = TermEncoder(knowledge)
+    table = cases.table
+    excluded = list(table["excluded"]) if "excluded" in table else [[]] * len(table)
+    mentioned = encoder.matrix([list(o) + list(e) for o, e in zip(table["findings"], excluded)], propagate=True)
+    ann = knowledge.phenotype_annotations(list(universe))
+    ann = ann[~ann["negated"] & ann["hpo_id"].isin(encoder.index.keys())]
+    position = {d: i for i, d in enumerate(universe)}
+    annotation = sparse.csr_matrix((np.clip(ann["frequency"].to_numpy(dtype=float), 0.02, 1.0),
+                                    (ann["disease_id"].map(position).to_numpy(), ann["hpo_id"].map(encoder.index))),
+                                   shape=(len(universe), encoder.n_terms))
+    annotation.sum_duplicates()
+    counts, own = reference_counts(reference.truth, reference.groups, universe)
+    return PairContext(groups=np.asarray(cases.groups, dtype=object),
+                       n_findings=table["findings"].map(len).to_numpy(dtype=float),
+                       n_excluded=np.asarray([len(e) for e in excluded], dtype=float), mentioned=mentioned,
+                       annotation=annotation, reference_counts=counts, own_counts=own)
+
+
+def _rerank(cases: Cases, knowledge: Knowledge, reference: Cases, params: Mapping, rerank: Mapping,
+            universe: Sequence[str], parts: Mapping[str, np.ndarray]) -> tuple[CaseReranker, np.ndarray]:
+    """Train the reranker on the reference cases (their scores leave-publication-out) and rerank the cases."""
+    if _same_cases(cases, reference):
+        reference_parts = parts
+    else:  # the same rankers on the reference cases, without the reranker and the ablations
+        plain = {**params, "rerank": {"enabled": False}, "ablations": {}}
+        reference_parts = run_rankers(reference, knowledge, reference, plain, keep_parts=True)["parts"]
+    features = dict(parts)  # the ensemble's own score is one of the features
+    position = {d: i for i, d in enumerate(universe)}
+    truth_index = np.asarray([position.get(d, -1) for d in reference.truth])
+    reranker = CaseReranker(**rerank).fit({k: reference_parts[k] for k in features}, reference_parts["ensemble"],
+                                          truth_index, _pair_context(reference, knowledge, reference, universe))
+    return reranker, reranker.rerank(features, parts["ensemble"], _pair_context(cases, knowledge, reference, universe))
 
 
 def evaluate(cases: Cases, results: dict, top: int = 10) -> tuple[dict, pd.DataFrame]:
@@ -375,6 +458,8 @@ def evaluate_external(cases_path: str | Path, out_dir: str | Path, knowledge_dir
                "timings": results["timings"], "n_parse_issues": len(cases.issues),
                "reference_cases": int(len(reference.table)) if reference is not None else 0,
                "universe_size": len(results["universe"]), "params": results["params"]}
+    if "reranker" in results:
+        summary["reranker"] = results["reranker"]
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     table.to_csv(out_dir / "ranks.csv", index=False)
     return summary

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dxlab.external.evaluate import RANKERS
+from dxlab.external.evaluate import BEFORE_RERANK, RANKERS
 
 DESCRIPTIONS = {
     "knowledge": "one-way Resnik best-match average against the HPO annotations (Phenomizer-style baseline)",
@@ -99,6 +99,22 @@ def plot_rank_histogram(ranks: np.ndarray, path: Path) -> Path:
     return _save(fig, plt, path)
 
 
+def _reach(ranks: np.ndarray) -> list[str]:
+    """Where the cases below rank 10 are, and the best top-10 that reordering the first candidates could give."""
+    n = len(ranks)
+    bands = [(11, 20), (21, 50), (51, 100), (101, np.inf)]
+    known = np.isfinite(ranks)
+    counts = [int((known & (ranks >= lo) & (ranks <= hi)).sum()) for lo, hi in bands]
+    unknown = int(np.isinf(ranks).sum())
+    hits = int((ranks <= 10).sum())
+    labels = [f"{lo}-{hi}" if np.isfinite(hi) else f"beyond {lo - 1}" for lo, hi in bands]
+    return ["Cases ranked below 10 whose disease the ensemble knows, by rank of the true disease: "
+            + ", ".join(f"{c:,} {'at ' if label[0].isdigit() else ''}{label}" for c, label in zip(counts, labels))
+            + f"; {unknown:,} cases have a disease it does not know. Even a reordering that brought every case "
+            f"ranked 11-100 into the top 10 would give top-10 {_pct((hits + sum(counts[:3])) / n)} "
+            f"(now {_pct(hits / n)}): the rest of the gap is cases whose findings the knowledge does not match."]
+
+
 def write_report(out_dir: str | Path, report_path: str | Path, figures_dir: str | Path,
                  disease_names: Mapping[str, str] | None = None) -> Path:
     """Markdown report from DIR/metrics.json and DIR/ranks.csv, figures into `figures_dir`."""
@@ -124,7 +140,11 @@ def write_report(out_dir: str | Path, report_path: str | Path, figures_dir: str 
              "as a miss; ties share the mean rank. Reference cases of a query's own publication are never used, so "
              "on the shared development cases every figure is leave-publication-out.", "",
              "## Rankers side by side", "", *_metrics_table(by_ranker), ""]
-    lines += [f"- `{name}`: {DESCRIPTIONS[name]}" for name in by_ranker if name in DESCRIPTIONS]
+    described = dict(DESCRIPTIONS)
+    if metrics.get("reranker"):
+        described["ensemble"] += ("; its first candidates then reordered by a reranker learned from other "
+                                  "publications' cases (`dxlab.external.rerank`)")
+    lines += [f"- `{name}`: {described[name]}" for name in by_ranker if name in described]
     goal_met = ens["top1"] >= GOAL["top1"] and ens["top10"] >= GOAL["top10"]
     lines += ["", f"Goal of issue 5: top-1 >= {_pct(GOAL['top1'])} and top-10 >= {_pct(GOAL['top10'])} over all "
               f"cases; the ensemble has {_pct(ens['top1'])} and {_pct(ens['top10'])} "
@@ -136,15 +156,28 @@ def write_report(out_dir: str | Path, report_path: str | Path, figures_dir: str 
               f"![top-k curves]({rel(topk)})", ""]
 
     if metrics.get("ablations"):
-        lines += ["## What each part adds", "", "The ensemble rerun with one part switched off:", "",
+        ablations = dict(metrics["ablations"])
+        before = ablations.pop(BEFORE_RERANK, None)
+        intro = "The ensemble rerun with one part switched off"
+        if before is not None:
+            intro += (" (before the reranker; each change is against the ensemble before the reranker, the "
+                      "reranker's own against the final ensemble)")
+        lines += ["## What each part adds", "", intro + ":", "",
                   "| variant | top-1 | top-3 | top-10 | MRR | change in top-1 | change in top-10 |",
                   "|---|---|---|---|---|---|---|",
                   f"| ensemble | {_pct(ens['top1'])} | {_pct(ens['top3'])} | {_pct(ens['top10'])} | {ens['mrr']:.3f} "
                   "| | |"]
-        for name, m in metrics["ablations"].items():
+        rows = [(BEFORE_RERANK, before, ens)] if before is not None else []
+        rows += [(name, m, before or ens) for name, m in ablations.items()]
+        for name, m, base in rows:
             lines.append(f"| {name} | {_pct(m['top1'])} | {_pct(m['top3'])} | {_pct(m['top10'])} | {m['mrr']:.3f} | "
-                         f"{100 * (m['top1'] - ens['top1']):+.1f} | {100 * (m['top10'] - ens['top10']):+.1f} |")
+                         f"{100 * (m['top1'] - base['top1']):+.1f} | {100 * (m['top10'] - base['top10']):+.1f} |")
         lines.append("")
+        if metrics.get("reranker"):
+            info = metrics["reranker"]
+            top = ", ".join(f"`{k}` {100 * v:.0f}%" for k, v in list(info["importance"].items())[:6])
+            lines += [f"The reranker learned from {info['training_cases']:,} reference cases whose disease was among "
+                      f"the ensemble's first candidates; its features by share of gain: {top}.", ""]
 
     lines += ["## Covered and uncovered cases", "",
               "Top-1 / top-10 by what can be known about the case's disease (annotated in the HPO release; "
@@ -156,7 +189,7 @@ def write_report(out_dir: str | Path, report_path: str | Path, figures_dir: str 
         lines.append(f"| {group} | {row['n_cases']:,} | " + " | ".join(cells) + " |")
 
     ens_rank = rank_cols["ensemble"]
-    lines += ["", "## Rank of the true disease", "", f"![rank histogram]({rel(hist)})", "",
+    lines += ["", "## Rank of the true disease", "", f"![rank histogram]({rel(hist)})", "", *_reach(ens_rank), "",
               "## Accuracy by number of observed findings (ensemble)", "",
               "| findings | cases | top-1 | top-10 | covered top-10 |", "|---|---|---|---|---|"]
     covered = np.isfinite(ens_rank)
@@ -229,7 +262,9 @@ MODEL_CARD = [
     "frequencies, onset, sex and inheritance; the learned part is trained on patients simulated from the "
     "annotations of all 12,633 OMIM and Orphanet diseases). Reference cases: the 4,501 phenopacket-store case "
     "reports in `../shared/data/phenopackets/cases.jsonl` (870 publications, 512 diseases), used only from "
-    "publications other than the query's. Evaluation: the same 4,501 cases, leave-publication-out; parameters "
+    "publications other than the query's: as disease profiles, as nearest neighbours, and to train the reranker "
+    "(a query of a reference publication is reranked by the model trained without that publication's fold of "
+    "publications). Evaluation: the same 4,501 cases, leave-publication-out; parameters "
     "were chosen on them from coarse grids (listed in the configuration), so these figures are development "
     "figures; held-back cases from other publications are the independent check.",
     "",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dxlab.external.evaluate import evaluate_external
+from dxlab.external.evaluate import BEFORE_RERANK, evaluate_external
 from dxlab.external.report import write_report
 from dxlab.knowledge.base import Knowledge
 from dxlab.stages._runner import main_for, write_json
@@ -40,8 +40,9 @@ def run(cfg: DictConfig, stage_file: bool = True) -> dict:
     headline = {k: metrics[k] for k in ("n_cases", "top1", "top3", "top10", "mrr", "n_covered", "covered_top1",
                                         "covered_top3", "covered_top10")}
     if stage_file:
-        write_json({"ensemble": headline, **{k: v for k, v in metrics["by_ranker"].items() if k != "ensemble"}},
-                   Path(cfg.paths.reports) / "stages" / "evaluate_external.json")
+        before = {k: v for k, v in metrics["ablations"].items() if k == BEFORE_RERANK}
+        write_json({"ensemble": headline, **{k: v for k, v in metrics["by_ranker"].items() if k != "ensemble"},
+                    **before}, Path(cfg.paths.reports) / "stages" / "evaluate_external.json")
     print("\nExternal validation (all cases; unknown diseases count as misses):")
     for name, m in {**metrics["by_ranker"], **metrics["ablations"]}.items():
         print(f"  {name:10s} top1 {m['top1']:.3f}  top3 {m['top3']:.3f}  top10 {m['top10']:.3f}  "
