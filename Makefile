@@ -49,6 +49,7 @@ bench: setup
 	@test -f data/processed/train.parquet || dvc repro preprocess
 	$(PY) -m dxlab.bench --out bench
 	$(PY) bench/production.py
+	$(PY) bench/external.py
 
 # Apache Airflow pins FastAPI below what the API needs: the DAG test uses its own environment (optional).
 airflow-venv: $(VENV)/airflow/.installed

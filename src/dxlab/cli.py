@@ -61,6 +61,9 @@ def cmd_readme(args: argparse.Namespace) -> int:
     if production.exists():
         text = production.read_text()
         blocks["production"] = text.split("\n", 1)[1].strip().replace("\n## ", "\n#### ")
+    external_bench = root / "bench" / "external.md"
+    if external_bench.exists():
+        blocks["external-bench"] = external_bench.read_text().split("\n", 1)[1].strip()
     bench = root / "reports" / "anomaly_benchmark.md"
     if bench.exists():
         blocks["anomaly-benchmark"] = _section(bench.read_text(), "## `auto` against the published")
