@@ -116,3 +116,18 @@ def test_reranker_on_real_cases_leaves_out_of_reach_cases_alone(tmp_path, knowle
     other = run_rankers(new, knowledge, reference, params)
     assert other["reranker"]["training_cases"] == result["reranker"]["training_cases"]  # the same reference scores
     assert BEFORE_RERANK in other["ranks"] and len(other["ranks"]["ensemble"]) == 20
+
+
+def test_stage_without_the_case_file_still_writes_its_outputs(tmp_path):
+    """A user without ../shared: `dvc repro` must not fail on missing outputs; they say why they are empty."""
+    from dxlab.config import load_params
+    from dxlab.stages import evaluate_external
+
+    cfg = load_params([f"external.cases={tmp_path}/none.jsonl", f"external.out={tmp_path}/external",
+                       f"external.report={tmp_path}/reports/external_validation.md", f"paths.reports={tmp_path}/reports"])
+    assert evaluate_external.run(cfg) == {}
+    report = (tmp_path / "reports" / "external_validation.md").read_text()
+    assert "Skipped" in report and "none.jsonl" in report
+    assert "Skipped" in (tmp_path / "reports" / "model_card.md").read_text()
+    assert "skipped" in json.loads((tmp_path / "reports" / "stages" / "evaluate_external.json").read_text())
+    assert (tmp_path / "external").is_dir()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from dxlab.external.rerank import CaseReranker, PairContext, candidates, reference_counts
+from dxlab.external.rerank import CaseReranker, PairContext, TooFewCases, candidates, reference_counts
 
 N_DISEASES, N_TERMS = 40, 60
 
@@ -77,5 +77,5 @@ def test_candidates_go_first_and_the_rest_keep_the_ensembles_order():
 
 def test_too_few_cases_to_learn_from_is_an_error():
     parts, truth, context = _world(4, n_cases=30, n_pubs=5)
-    with pytest.raises(ValueError, match="needs at least 50"):
+    with pytest.raises(TooFewCases, match="needs at least 50"):
         CaseReranker(n_candidates=10).fit(parts, parts["ensemble"], truth, context)

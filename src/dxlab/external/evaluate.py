@@ -34,7 +34,7 @@ from dxlab.data.preprocess import normalise_terms
 from dxlab.data.sources.phenopackets import PhenopacketsSource
 from dxlab.external.likelihood import LikelihoodRanker
 from dxlab.external.ranking import rank_of_truth, ranking_metrics
-from dxlab.external.rerank import CaseReranker, PairContext, reference_counts
+from dxlab.external.rerank import CaseReranker, PairContext, TooFewCases, reference_counts
 from dxlab.features.knowledge_scores import KnowledgeScorer
 from dxlab.features.terms import TermEncoder
 from dxlab.knowledge.base import Knowledge
@@ -353,7 +353,7 @@ def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = No
             covered[BEFORE_RERANK] = covered["ensemble"]
             record(BEFORE_RERANK, scores, universe)
             scores = reranked
-        except ValueError as exc:  # too few reference cases to learn from: the ensemble as it is
+        except TooFewCases as exc:  # too few reference cases to learn from: the ensemble as it is
             log.warning("reranker skipped: %s", exc)
         timings["reranker"] = time.perf_counter() - start
     record("ensemble", scores, universe)

@@ -33,6 +33,10 @@ from scipy import sparse
 FLOOR = -1e3  # stands for -inf (a disease a ranker cannot score) in the features
 
 
+class TooFewCases(ValueError):
+    """Too few reference cases with their disease among the candidates to learn a reranker from."""
+
+
 @dataclass
 class PairContext:
     """What the features need besides the rankers' scores, for one set of cases over one disease universe."""
@@ -161,7 +165,7 @@ class CaseReranker:
         y = (cand == np.asarray(truth_index)[:, None]).ravel().astype(np.float32)
         hit = y.reshape(cand.shape).any(axis=1)  # a case without its truth among the candidates teaches nothing
         if hit.sum() < self.min_training_cases:
-            raise ValueError(f"{int(hit.sum())} reference cases have their true disease among the ensemble's first "
+            raise TooFewCases(f"{int(hit.sum())} reference cases have their true disease among the ensemble's first "
                              f"{cand.shape[1]} candidates; the reranker needs at least {self.min_training_cases}")
         qid = np.repeat(np.arange(len(cand)), cand.shape[1])
         self.publications_ = set(np.asarray(context.groups))

@@ -23,9 +23,16 @@ def run(cfg: DictConfig, stage_file: bool = True) -> dict:
     if not Path(ext.cases).exists():  # the shared real cases are optional for a user of the project
         print(f"evaluate_external: {ext.cases} not found, skipped (set external.cases to your case file)")
         Path(ext.out).mkdir(parents=True, exist_ok=True)
-        if stage_file:
+        if stage_file:  # the stage's declared outputs exist either way, saying why they are empty
             write_json({"skipped": f"{ext.cases} not found"},
                        Path(cfg.paths.reports) / "stages" / "evaluate_external.json")
+            note = (f"Skipped: the case file `{ext.cases}` was not found, so nothing was evaluated. Put the shared "
+                    "case reports beside the project (`../shared/data/phenopackets/cases.jsonl`) or set "
+                    "`external.cases`, then run `make external`.\n")
+            report = Path(ext.report)
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text("# External validation on published case reports\n\n" + note)
+            (report.parent / "model_card.md").write_text("# Model card\n\n" + note)
         return {}
     if not (Path(cfg.paths.knowledge) / "terms.parquet").exists():
         raise SystemExit(f"evaluate_external: no knowledge tables in {cfg.paths.knowledge}; "
