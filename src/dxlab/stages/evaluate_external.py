@@ -54,7 +54,9 @@ def run(cfg: DictConfig, stage_file: bool = True) -> dict:
     for name, m in {**metrics["by_ranker"], **metrics["ablations"]}.items():
         print(f"  {name:10s} top1 {m['top1']:.3f}  top3 {m['top3']:.3f}  top10 {m['top10']:.3f}  "
               f"mrr {m['mrr']:.3f}  covered {m['n_covered']}/{m['n_cases']}")
-    return {name: {k: v for k, v in m.items() if isinstance(v, (int, float))} for name, m in metrics["by_ranker"].items()}
+    logged = {**metrics["by_ranker"], **{"ensemble_before_reranker": m for k, m in metrics["ablations"].items()
+                                         if k == BEFORE_RERANK}}  # logged to MLflow beside the rankers
+    return {name: {k: v for k, v in m.items() if isinstance(v, (int, float))} for name, m in logged.items()}
 
 
 def main() -> None:
