@@ -379,11 +379,11 @@ def _same_cases(a: Cases, b: Cases) -> bool:
         np.all(a.table["patient_id"].astype(str).to_numpy() == b.table["patient_id"].astype(str).to_numpy()))
 
 
-def _pair_context(cases: Cases, knowledge: Knowledge, reference: Cases, universe: Sequence[str]) -> PairContext:
+def _pair_contexts(cases: Cases, knowledge: Knowledge, reference: Cases,
+                   universe: Sequence[str]) -> tuple[PairContext, PairContext]:
+    """The reranker's context for the reference cases and for the cases: the disease side (annotations, reference
+    counts) built once, the case side per set of cases (the same object when the cases are the reference)."""
     encoder = TermEncoder(knowledge)
-    table = cases.table
-    excluded = list(table["excluded"]) if "excluded" in table else [[]] * len(table)
-    mentioned = encoder.matrix([list(o) + list(e) for o, e in zip(table["findings"], excluded)], propagate=True)
     ann = knowledge.phenotype_annotations(list(universe))
     ann = ann[~ann["negated"] & ann["hpo_id"].isin(encoder.index.keys())]
     position = {d: i for i, d in enumerate(universe)}
@@ -392,26 +392,35 @@ def _pair_context(cases: Cases, knowledge: Knowledge, reference: Cases, universe
                                    shape=(len(universe), encoder.n_terms))
     annotation.sum_duplicates()
     counts, own = reference_counts(reference.truth, reference.groups, universe)
-    return PairContext(groups=np.asarray(cases.groups, dtype=object),
-                       n_findings=table["findings"].map(len).to_numpy(dtype=float),
-                       n_excluded=np.asarray([len(e) for e in excluded], dtype=float), mentioned=mentioned,
-                       annotation=annotation, reference_counts=counts, own_counts=own)
+
+    def context(of: Cases) -> PairContext:
+        table = of.table
+        excluded = list(table["excluded"]) if "excluded" in table else [[]] * len(table)
+        mentioned = encoder.matrix([list(o) + list(e) for o, e in zip(table["findings"], excluded)], propagate=True)
+        return PairContext(groups=np.asarray(of.groups, dtype=object),
+                           n_findings=table["findings"].map(len).to_numpy(dtype=float),
+                           n_excluded=np.asarray([len(e) for e in excluded], dtype=float), mentioned=mentioned,
+                           annotation=annotation, reference_counts=counts, own_counts=own)
+
+    on_reference = context(reference)
+    return on_reference, on_reference if cases is reference else context(cases)
 
 
 def _rerank(cases: Cases, knowledge: Knowledge, reference: Cases, params: Mapping, rerank: Mapping,
             universe: Sequence[str], parts: Mapping[str, np.ndarray]) -> tuple[CaseReranker, np.ndarray]:
     """Train the reranker on the reference cases (their scores leave-publication-out) and rerank the cases."""
     if _same_cases(cases, reference):
-        reference_parts = parts
+        reference_parts, cases = parts, reference
     else:  # the same rankers on the reference cases, without the reranker and the ablations
         plain = {**params, "rerank": {"enabled": False}, "ablations": {}}
         reference_parts = run_rankers(reference, knowledge, reference, plain, keep_parts=True)["parts"]
-    features = dict(parts)  # the ensemble's own score is one of the features
     position = {d: i for i, d in enumerate(universe)}
     truth_index = np.asarray([position.get(d, -1) for d in reference.truth])
-    reranker = CaseReranker(**rerank).fit({k: reference_parts[k] for k in features}, reference_parts["ensemble"],
-                                          truth_index, _pair_context(reference, knowledge, reference, universe))
-    return reranker, reranker.rerank(features, parts["ensemble"], _pair_context(cases, knowledge, reference, universe))
+    on_reference, on_cases = _pair_contexts(cases, knowledge, reference, universe)
+    # every part is a feature, the ensemble's own score included
+    reranker = CaseReranker(**rerank).fit({k: reference_parts[k] for k in parts}, reference_parts["ensemble"],
+                                          truth_index, on_reference)
+    return reranker, reranker.rerank(parts, parts["ensemble"], on_cases)
 
 
 def evaluate(cases: Cases, results: dict, top: int = 10) -> tuple[dict, pd.DataFrame]:

@@ -93,9 +93,7 @@ def pair_features(parts: Mapping[str, np.ndarray], cand: np.ndarray,
     names.append("ensemble_rank")
     annotation = context.annotation
     total = np.asarray(annotation.sum(axis=1)).ravel()
-    mass = np.zeros(len(rows))
-    if annotation.nnz:
-        mass = np.asarray((context.mentioned @ annotation.T).todense())[rows, cols]
+    mass = np.asarray(context.mentioned[rows].multiply(annotation[cols]).sum(axis=1)).ravel()  # pairs only
     columns.append(mass / np.maximum(total[cols], 1e-9))
     names.append("annotation_mentioned")
     columns.append(np.log1p(np.diff(annotation.indptr)[cols]))
@@ -112,17 +110,10 @@ def pair_features(parts: Mapping[str, np.ndarray], cand: np.ndarray,
 
 def _own_counts(context: PairContext, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Per pair: reference cases of the pair's disease from the case's own publication."""
-    out = np.zeros(len(rows))
     if not context.own_counts:
-        return out
-    groups = np.asarray(context.groups, dtype=object)
-    n = int(max(cols.max(initial=0), max(j for _, j in context.own_counts)) + 1)
-    names = {g: i for i, g in enumerate(pd.unique(np.concatenate([groups, [g for g, _ in context.own_counts]])))}
-    keys = pd.Index([names[g] * n + j for g, j in context.own_counts])
-    values = np.fromiter(context.own_counts.values(), dtype=float, count=len(context.own_counts))
-    found = keys.get_indexer(np.asarray([names[g] for g in groups])[rows] * n + cols)
-    out[found >= 0] = values[found[found >= 0]]
-    return out
+        return np.zeros(len(rows))
+    pairs = pd.MultiIndex.from_arrays([np.asarray(context.groups, dtype=object)[rows], cols])
+    return pd.Series(context.own_counts, dtype=float).reindex(pairs).fillna(0.0).to_numpy()
 
 
 def fold_of(groups: Sequence[str], n_folds: int) -> np.ndarray:
