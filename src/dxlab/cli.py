@@ -101,7 +101,9 @@ def _external_table(stage: dict) -> str:
         return f"(skipped: {stage['skipped']})"
     lines = ["| ranker | top-1 | top-3 | top-10 | MRR | covered cases | covered top-1 | covered top-10 |",
              "|---|---|---|---|---|---|---|---|"]
-    for name in ("knowledge", "bayes", "likelihood", "cases", "learned", "ensemble without the reranker", "ensemble"):
+    from dxlab.external.evaluate import BEFORE_RERANK, RANKERS
+
+    for name in (*RANKERS[:-1], BEFORE_RERANK, "ensemble"):
         m = stage.get(name)
         if m:
             lines.append(f"| {name} | {m['top1']:.1%} | {m['top3']:.1%} | {m['top10']:.1%} | {m['mrr']:.3f} | "
