@@ -82,6 +82,7 @@ anomaly-bench: setup
 	cp bench/anomaly/results.json reports/anomaly_benchmark.json
 	$(PY) -m dxlab.cli anomaly-benchmark --data-dir $(ADBENCH) --out bench/anomaly-adbench --protocol adbench
 	cp bench/anomaly-adbench/results.md reports/anomaly_benchmark_adbench.md
+	$(PY) bench/anomaly_selection.py
 	$(PY) -m dxlab.cli readme
 
 ui: setup

@@ -64,6 +64,9 @@ def cmd_readme(args: argparse.Namespace) -> int:
     external_bench = root / "bench" / "external.md"
     if external_bench.exists():
         blocks["external-bench"] = external_bench.read_text().split("\n", 1)[1].strip()
+    selection = root / "bench" / "anomaly_selection.md"
+    if selection.exists():
+        blocks["anomaly-selection"] = selection.read_text().split("\n", 1)[1].strip().replace("\n## ", "\n#### ")
     bench = root / "reports" / "anomaly_benchmark.md"
     if bench.exists():
         blocks["anomaly-benchmark"] = _section(bench.read_text(), "## `auto` against the published")
