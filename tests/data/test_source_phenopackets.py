@@ -149,6 +149,27 @@ def test_ga4gh_v2_phenopackets(tmp_path):
     assert math.isnan(row["age"])
 
 
+def test_diagnosis_prefers_an_omim_or_orpha_id_over_other_vocabularies(tmp_path):
+    packet = json.loads(json.dumps(PACKET))
+    packet["diseases"] = [
+        {"term": {"id": "MONDO:0100062", "label": "DEE 1"}, "onset": {"age": {"iso8601duration": "P1M"}}},
+        {"term": {"id": "OMIM:999999", "label": "ruled out"}, "excluded": True},
+        {"term": {"id": "OMIM:308350", "label": "DEE 1"}, "onset": {"age": {"iso8601duration": "P3M"}}},
+    ]
+    path = tmp_path / "mondo.json"
+    path.write_text(json.dumps(packet), encoding="utf-8")
+    row = PhenopacketsSource(str(path)).read_file(path).table.iloc[0]
+    assert row["diagnosis"] == "OMIM:308350"  # not the MONDO id listed first, nor the excluded OMIM id
+    assert row["measurements"]["onset_years"] == pytest.approx(0.25)  # the onset of the chosen disease entry
+    packet["diseases"] = packet["diseases"][:1]  # MONDO only, but the interpretation names an Orphanet disease
+    packet["interpretations"] = [{"id": "i", "diagnosis": {"disease": {"id": "ORPHA:1945"}}}]
+    path.write_text(json.dumps(packet), encoding="utf-8")
+    assert PhenopacketsSource(str(path)).read_file(path).table.iloc[0]["diagnosis"] == "ORPHA:1945"
+    del packet["interpretations"]
+    path.write_text(json.dumps(packet), encoding="utf-8")
+    assert PhenopacketsSource(str(path)).read_file(path).table.iloc[0]["diagnosis"] == "MONDO:0100062"  # all it has
+
+
 def test_bad_lines_are_row_issues_not_exceptions(tmp_path, sample_lines):
     good = json.loads(sample_lines[0])
     bad_terms = good | {"case_id": "bad-terms", "observed": ["HP:0000078", "HP:123"], "excluded": ["OMIM:1"]}

@@ -131,3 +131,36 @@ def test_stage_without_the_case_file_still_writes_its_outputs(tmp_path):
     assert "Skipped" in (tmp_path / "reports" / "model_card.md").read_text()
     assert "skipped" in json.loads((tmp_path / "reports" / "stages" / "evaluate_external.json").read_text())
     assert (tmp_path / "external").is_dir()
+
+
+def test_a_file_coded_in_orphanet_is_ranked_against_orphanet_diseases(tmp_path, knowledge, caplog):
+    """`databases: auto` takes the namespaces of the file's own disease ids; ids no annotation uses are misses,
+    with a warning that names them."""
+    from dxlab.external.evaluate import read_cases, run_rankers, universe_databases
+
+    ann = knowledge.annotations
+    ann = ann[~ann["negated"]] if "negated" in ann else ann
+    orpha = ann[ann["database"] == "ORPHA"].groupby("disease_id")["hpo_id"].apply(list)
+    chosen = orpha[orpha.map(len) >= 15].index[:4]
+    records = [{"case_id": f"orpha-{i}", "pmid": f"PMID:{i}", "disease_id": d, "sex": "UNKNOWN_SEX",
+                "observed": sorted(orpha[d])[:8], "excluded": []} for i, d in enumerate(chosen)]
+    records.append({"case_id": "mondo-1", "pmid": "PMID:9", "disease_id": "MONDO:0100062", "sex": "FEMALE",
+                    "observed": sorted(orpha[chosen[0]])[:8], "excluded": []})
+    path = tmp_path / "orpha.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    cases = read_cases(path, knowledge)
+    params = {"bayes": False, "learned_model": None, "rerank": {"enabled": False}, "ablations": {}}
+    with caplog.at_level("WARNING", logger="dxlab.external.evaluate"):
+        results = run_rankers(cases, knowledge, None, params)
+    assert results["params"]["databases"] == ["ORPHA"]
+    assert all(u.startswith("ORPHA:") for u in results["universe"])
+    ranks = results["ranks"]["likelihood"]
+    assert np.isfinite(ranks[:4]).all() and (ranks[:4] <= 10).sum() >= 3  # its own annotation: found
+    assert np.isinf(ranks[4])  # a MONDO id: no annotation uses it, a miss
+    assert "MONDO (1)" in caplog.text and "outside the ranked universe" in caplog.text
+
+    assert universe_databases(["OMIM"], cases.truth, knowledge) == ["OMIM"]  # an explicit choice stays
+    assert universe_databases("auto", np.array(["OMIM:1", "ORPHA:2"]), knowledge) == ["OMIM", "ORPHA"]
+    assert universe_databases("auto", np.array(["MONDO:1"]), knowledge) == ["OMIM"]  # nothing usable: the default
+    with pytest.raises(ValueError, match="not annotated"):
+        universe_databases(["MONDO"], cases.truth, knowledge)

@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 # "grid" were chosen on the 4,501 shared development cases (leave-publication-out) from the coarse grid in brackets,
 # all others fixed a priori; the held-back cases are the independent check.
 DEFAULT_PARAMS: dict = {
-    "databases": ["OMIM"],
+    # the disease universe ranked for each case: namespaces (OMIM, ORPHA) or "auto", the annotated namespaces the
+    # case file's own disease ids use (OMIM when they use none), see `universe_databases`
+    "databases": "auto",
     "likelihood": {
         "partial_match": 0.01,          # grid [0.001, 0.01, 0.03, 0.1, 0.3]
         "excluded_weight": 0.25,        # grid [0, 0.25, 0.5, 1]
@@ -223,6 +225,31 @@ def merge_params(params: Mapping | None) -> dict:
     return out
 
 
+def universe_databases(databases, truth: Sequence[str], knowledge: Knowledge) -> list[str]:
+    """The disease namespaces to rank. ``"auto"``: those of the cases' own disease ids that the knowledge annotates
+    (a file coded in Orphanet is ranked against Orphanet diseases), OMIM when they use none. Warns when cases carry
+    ids outside the result: they cannot be found and count as misses."""
+    annotated = {str(d).split(":")[0] for d in knowledge.diseases["disease_id"]}
+    found = pd.Series([str(t).split(":")[0] for t in truth], dtype=object).value_counts()
+    if isinstance(databases, str):
+        databases = [databases]
+    chosen = [str(d) for d in databases if str(d) != "auto"]
+    if len(chosen) < len(databases):  # "auto"
+        chosen += [ns for ns in found.index if ns in annotated and ns not in chosen]
+        if not chosen:
+            chosen = ["OMIM"]
+    unknown = [ns for ns in chosen if ns not in annotated]
+    if unknown:
+        raise ValueError(f"databases {unknown} are not annotated in the knowledge (it has {sorted(annotated)})")
+    outside = found[[ns not in chosen for ns in found.index]]
+    if len(outside):
+        log.warning("%d of %d cases have disease ids in %s, outside the ranked universe %s: no ranker can find "
+                    "them, they count as misses (map them to %s ids, or set external.rankers.databases)",
+                    int(outside.sum()), len(truth), ", ".join(f"{ns} ({n})" for ns, n in outside.items()),
+                    chosen, " or ".join(sorted(annotated)))
+    return sorted(chosen, key=lambda ns: (ns != "OMIM", ns))
+
+
 def coverage(cases: Cases, annotated: set, reference: Cases | None) -> dict[str, np.ndarray]:
     """Per case: is its disease annotated; has a reference case of ANOTHER publication."""
     truth = cases.truth
@@ -247,7 +274,8 @@ def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = No
     rerank_on = bool(rerank.pop("enabled", False)) and reference is not None
     keep_parts = keep_parts or rerank_on
     parts: dict[str, np.ndarray] = {}
-    databases = set(params["databases"])
+    databases = universe_databases(params["databases"], cases.truth, knowledge)
+    params["databases"] = databases  # as run
     annotated = sorted(d for d in knowledge.diseases["disease_id"] if d.split(":")[0] in databases)
     extra = sorted(set(reference.truth) - set(annotated)) if reference is not None else []
     universe = annotated + extra

@@ -254,7 +254,8 @@ MODEL_CARD = [
     "",
     "**Intended use.** Decision support for clinicians and researchers looking for a rare genetic disease: given "
     "a patient's observed findings (HPO terms), excluded findings, sex and age or onset, it ranks every OMIM disease "
-    "so that the true one is among the first few to check. It is not a diagnosis and does not replace clinical "
+    "(or Orphanet disease, for case files coded in Orphanet ids: `databases: auto`) so that the true one is among "
+    "the first few to check. It is not a diagnosis and does not replace clinical "
     "judgement or genetic testing; a disease it does not know (not annotated in the HPO release and not among the "
     "reference cases) can never be proposed.",
     "",

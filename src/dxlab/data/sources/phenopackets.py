@@ -12,8 +12,8 @@ Input: a ``.jsonl`` file, or a folder searched recursively for ``.jsonl`` and ``
 Mapping: patient_id = case_id / subject.id (phenopacket id when the subject has none); age = age_years or
 subject.timeAtLastEncounter (ISO-8601 ``age``, midpoint of an ``ageRange``); sex MALE -> "M", FEMALE -> "F",
 UNKNOWN_SEX / OTHER_SEX / missing -> None; findings = observed (non-excluded phenotypicFeatures); excluded =
-excluded; diagnosis = disease_id (v2: first non-excluded ``diseases[].term.id``, else
-``interpretations[].diagnosis.disease.id``); ``measurements["onset_years"]`` = onset_years (v2: the disease's
+excluded; diagnosis = disease_id (v2: the first OMIM or ORPHA id among the non-excluded ``diseases[].term.id``
+then ``interpretations[].diagnosis.disease.id``, else the first id there, e.g. MONDO); ``measurements["onset_years"]`` = onset_years (v2: the disease's
 onset age, else the earliest onset age among observed features) when known. genes, pmid, cohort are not kept.
 
 Problems are RowIssues and the row is still returned: malformed JSON line -> ``row``; missing id ->
@@ -46,6 +46,7 @@ SEX_MAP: dict[str, str | None] = {
     "UNKNOWN": None,
     "OTHER": None,
 }
+DISEASE_NAMESPACES = ("OMIM", "ORPHA")  # the disease ids the HPO annotations use, preferred as the diagnosis
 FLAT_KEYS: frozenset[str] = frozenset({"case_id", "disease_id", "observed"})
 PHENOPACKET_KEYS: frozenset[str] = frozenset({"subject", "phenotypicFeatures"})
 
@@ -231,19 +232,19 @@ def _fill_phenopacket(row: _Row, packet: dict) -> None:
     row.set_terms("findings", observed)
     row.set_terms("excluded", excluded)
 
-    diagnosis, disease_onset = None, None
+    candidates = []  # (disease id, its diseases[] entry or None), in the documented order
     for disease in packet.get("diseases") or []:
         if isinstance(disease, dict) and disease.get("excluded") is not True:
-            diagnosis = (disease.get("term") or {}).get("id")
-            if diagnosis:
-                disease_onset = _time_element_years(disease.get("onset"), row, "measurements", "onset")
-                break
-    if not diagnosis:
-        for interpretation in packet.get("interpretations") or []:
-            if isinstance(interpretation, dict):
-                diagnosis = ((interpretation.get("diagnosis") or {}).get("disease") or {}).get("id")
-                if diagnosis:
-                    break
+            if (disease_id := (disease.get("term") or {}).get("id")):
+                candidates.append((disease_id, disease))
+    for interpretation in packet.get("interpretations") or []:
+        if isinstance(interpretation, dict):
+            if (disease_id := ((interpretation.get("diagnosis") or {}).get("disease") or {}).get("id")):
+                candidates.append((disease_id, None))
+    # a packet may name its disease in several vocabularies (MONDO and OMIM): the HPO annotations use OMIM / ORPHA
+    preferred = [c for c in candidates if str(c[0]).split(":")[0].upper() in DISEASE_NAMESPACES]
+    diagnosis, entry = (preferred or candidates or [(None, None)])[0]
+    disease_onset = _time_element_years(entry.get("onset"), row, "measurements", "onset") if entry else None
     row.set_diagnosis(diagnosis)
 
     onset = disease_onset if disease_onset is not None else (min(feature_onsets) if feature_onsets else None)
