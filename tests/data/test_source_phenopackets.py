@@ -170,6 +170,17 @@ def test_diagnosis_prefers_an_omim_or_orpha_id_over_other_vocabularies(tmp_path)
     assert PhenopacketsSource(str(path)).read_file(path).table.iloc[0]["diagnosis"] == "MONDO:0100062"  # all it has
 
 
+@pytest.mark.parametrize(("raw", "canonical"), [
+    ("OMIM:147791", "OMIM:147791"), (" omim:147791 ", "OMIM:147791"), ("MIM:147791", "OMIM:147791"),
+    ("OMIM_147791", "OMIM:147791"), ("Orphanet:558", "ORPHA:558"), ("ORPHANET_558", "ORPHA:558"),
+    ("orpha:558", "ORPHA:558"), ("mondo:0007037", "MONDO:0007037"), ("Marfan syndrome", "Marfan syndrome"),
+])
+def test_disease_ids_are_spelled_as_the_annotations_spell_them(raw, canonical):
+    from dxlab.data.sources.phenopackets import canonical_disease_id
+
+    assert canonical_disease_id(raw) == canonical
+
+
 def test_bad_lines_are_row_issues_not_exceptions(tmp_path, sample_lines):
     good = json.loads(sample_lines[0])
     bad_terms = good | {"case_id": "bad-terms", "observed": ["HP:0000078", "HP:123"], "excluded": ["OMIM:1"]}

@@ -13,7 +13,8 @@ Mapping: patient_id = case_id / subject.id (phenopacket id when the subject has 
 subject.timeAtLastEncounter (ISO-8601 ``age``, midpoint of an ``ageRange``); sex MALE -> "M", FEMALE -> "F",
 UNKNOWN_SEX / OTHER_SEX / missing -> None; findings = observed (non-excluded phenotypicFeatures); excluded =
 excluded; diagnosis = disease_id (v2: the first OMIM or ORPHA id among the non-excluded ``diseases[].term.id``
-then ``interpretations[].diagnosis.disease.id``, else the first id there, e.g. MONDO); ``measurements["onset_years"]`` = onset_years (v2: the disease's
+then ``interpretations[].diagnosis.disease.id``, else the first id there, e.g. MONDO; spelled as the annotations
+spell it: ``canonical_disease_id``); ``measurements["onset_years"]`` = onset_years (v2: the disease's
 onset age, else the earliest onset age among observed features) when known. genes, pmid, cohort are not kept.
 
 Problems are RowIssues and the row is still returned: malformed JSON line -> ``row``; missing id ->
@@ -167,9 +168,23 @@ class _Row:
 
     def set_diagnosis(self, value: Any) -> None:
         if isinstance(value, str) and value.strip():
-            self.fields["diagnosis"] = value.strip()
+            self.fields["diagnosis"] = canonical_disease_id(value)
         else:
             self.issue("diagnosis", "missing diagnosis" if value in (None, "") else f"bad diagnosis {value!r}")
+
+
+DISEASE_PREFIXES = {"OMIM": "OMIM", "MIM": "OMIM", "ORPHA": "ORPHA", "ORPHANET": "ORPHA"}
+DISEASE_ID = re.compile(r"\s*([A-Za-z]+)\s*[:_]\s*(\S+)\s*")
+
+
+def canonical_disease_id(value: str) -> str:
+    """How the HPO annotations spell a disease id: 'omim:147791', 'MIM:147791', 'OMIM_147791' -> 'OMIM:147791';
+    'Orphanet:558', 'ORPHANET_558' -> 'ORPHA:558'. Other vocabularies (MONDO, ...) keep their id, prefix upper-cased."""
+    match = DISEASE_ID.fullmatch(value)
+    if not match:
+        return value.strip()
+    prefix, local = match.group(1).upper(), match.group(2)
+    return f"{DISEASE_PREFIXES.get(prefix, prefix)}:{local}"
 
 
 def _to_float(text: str) -> float | None:
@@ -242,7 +257,7 @@ def _fill_phenopacket(row: _Row, packet: dict) -> None:
             if (disease_id := ((interpretation.get("diagnosis") or {}).get("disease") or {}).get("id")):
                 candidates.append((disease_id, None))
     # a packet may name its disease in several vocabularies (MONDO and OMIM): the HPO annotations use OMIM / ORPHA
-    preferred = [c for c in candidates if str(c[0]).split(":")[0].upper() in DISEASE_NAMESPACES]
+    preferred = [c for c in candidates if canonical_disease_id(str(c[0])).split(":")[0] in DISEASE_NAMESPACES]
     diagnosis, entry = (preferred or candidates or [(None, None)])[0]
     disease_onset = _time_element_years(entry.get("onset"), row, "measurements", "onset") if entry else None
     row.set_diagnosis(diagnosis)
