@@ -170,6 +170,28 @@ def test_diagnosis_prefers_an_omim_or_orpha_id_over_other_vocabularies(tmp_path)
     assert PhenopacketsSource(str(path)).read_file(path).table.iloc[0]["diagnosis"] == "MONDO:0100062"  # all it has
 
 
+def test_onsets_given_as_hpo_onset_classes_count(tmp_path):
+    packet = json.loads(json.dumps(PACKET))
+    packet["phenotypicFeatures"][0]["onset"] = {"ontologyClass": {"id": "HP:0011463", "label": "Childhood onset"}}
+    packet["phenotypicFeatures"][1]["onset"] = {"ontologyClass": {"id": "HP:0003621", "label": "Juvenile onset"}}
+    path = tmp_path / "classes.json"
+    path.write_text(json.dumps(packet), encoding="utf-8")
+    row = PhenopacketsSource(str(path)).read_file(path).table.iloc[0]
+    assert 1.0 <= row["measurements"]["onset_years"] < 5.0  # the earliest: childhood, 1 to 5 years
+    packet["diseases"][0]["onset"] = {"ontologyClass": {"id": "HP:0003577", "label": "Congenital onset"}}
+    path.write_text(json.dumps(packet), encoding="utf-8")
+    assert PhenopacketsSource(str(path)).read_file(path).table.iloc[0]["measurements"]["onset_years"] == 0.0
+    packet["diseases"][0]["onset"] = {"ontologyClass": {"id": "HP:0410280", "label": "Pediatric onset"}}
+    for feature in packet["phenotypicFeatures"]:
+        feature.pop("onset", None)
+    packet["subject"]["timeAtLastEncounter"] = {"gestationalAge": {"weeks": 30}}
+    path.write_text(json.dumps(packet), encoding="utf-8")
+    result = PhenopacketsSource(str(path)).read_file(path)
+    row = result.table.iloc[0]
+    assert row["measurements"] == {}  # too broad to place: no onset rather than a wrong one
+    assert row["age"] == 0.0 and result.issues == []  # a fetus: before birth
+
+
 @pytest.mark.parametrize(("raw", "canonical"), [
     ("OMIM:147791", "OMIM:147791"), (" omim:147791 ", "OMIM:147791"), ("MIM:147791", "OMIM:147791"),
     ("OMIM_147791", "OMIM:147791"), ("Orphanet:558", "ORPHA:558"), ("ORPHANET_558", "ORPHA:558"),

@@ -15,7 +15,8 @@ UNKNOWN_SEX / OTHER_SEX / missing -> None; findings = observed (non-excluded phe
 excluded; diagnosis = disease_id (v2: the first OMIM or ORPHA id among the non-excluded ``diseases[].term.id``
 then ``interpretations[].diagnosis.disease.id``, else the first id there, e.g. MONDO; spelled as the annotations
 spell it: ``canonical_disease_id``); ``measurements["onset_years"]`` = onset_years (v2: the disease's
-onset age, else the earliest onset age among observed features) when known. genes, pmid, cohort are not kept.
+onset age, else the earliest onset age among observed features; an onset given as an HPO onset class counts
+as an age inside that class) when known. genes, pmid, cohort are not kept.
 
 Problems are RowIssues and the row is still returned: malformed JSON line -> ``row``; missing id ->
 ``patient_id`` (the id falls back to ``f"{file_stem}-{row}"``); bad age -> ``age``; bad onset ->
@@ -194,10 +195,31 @@ def _to_float(text: str) -> float | None:
         return None
 
 
+# An onset given as an HPO onset class (TimeElement ``ontologyClass``, as phenopacket-store writes many onsets):
+# a representative age inside the class's range, in years. Antenatal classes count as at birth; "Pediatric onset"
+# (HP:0410280, birth to 15 years) is too broad to place and is left out.
+ONSET_CLASS_YEARS: dict[str, float] = {
+    "HP:0030674": 0.0, "HP:0011460": 0.0, "HP:0011461": 0.0, "HP:0034199": 0.0, "HP:0034198": 0.0,
+    "HP:0034197": 0.0,                                          # antenatal, embryonal, fetal, trimesters
+    "HP:0003577": 0.0,                                          # congenital
+    "HP:0003623": 14 / 365.25,                                  # neonatal (first 28 days)
+    "HP:0003593": 0.5,                                          # infantile (1 month to 1 year)
+    "HP:0011463": 3.0,                                          # childhood (1 to 5 years)
+    "HP:0003621": 10.0,                                         # juvenile (5 to 15 years)
+    "HP:0003581": 30.0, "HP:0011462": 25.0, "HP:0025708": 17.5, "HP:0025709": 22.0, "HP:0025710": 32.0,
+    "HP:0003596": 50.0, "HP:0003584": 65.0,                     # adult, young adult (16-40) and its thirds, 40-60, 60+
+}
+
+
 def _time_element_years(element: Any, row: _Row, field: str, what: str) -> float | None:
-    """Years of a v2 TimeElement (``age`` or ``ageRange``); None for other kinds (ontology class, timestamp)."""
+    """Years of a v2 TimeElement: ``age``, ``ageRange`` (midpoint), ``gestationalAge`` (0: before birth) and, for
+    onsets, an HPO onset class (``ontologyClass``, see ONSET_CLASS_YEARS); None for other kinds (timestamp)."""
     if not isinstance(element, dict):
         return None
+    if isinstance(element.get("gestationalAge"), dict):
+        return 0.0
+    if what == "onset" and isinstance(element.get("ontologyClass"), dict):
+        return ONSET_CLASS_YEARS.get(str(element["ontologyClass"].get("id", "")).strip())
     if isinstance(element.get("age"), dict):
         return row.years(element["age"].get("iso8601duration"), field, what)
     rng = element.get("ageRange")
