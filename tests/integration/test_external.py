@@ -162,5 +162,9 @@ def test_a_file_coded_in_orphanet_is_ranked_against_orphanet_diseases(tmp_path, 
     assert universe_databases(["OMIM"], cases.truth, knowledge) == ["OMIM"]  # an explicit choice stays
     assert universe_databases("auto", np.array(["OMIM:1", "ORPHA:2"]), knowledge) == ["OMIM", "ORPHA"]
     assert universe_databases("auto", np.array(["MONDO:1"]), knowledge) == ["OMIM"]  # nothing usable: the default
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dxlab.external.evaluate"):
+        assert universe_databases("auto", np.array(["OMIM:1", "None"]), knowledge) == ["OMIM"]
+    assert "no disease id (1)" in caplog.text
     with pytest.raises(ValueError, match="not annotated"):
         universe_databases(["MONDO"], cases.truth, knowledge)

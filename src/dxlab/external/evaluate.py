@@ -230,7 +230,8 @@ def universe_databases(databases, truth: Sequence[str], knowledge: Knowledge) ->
     (a file coded in Orphanet is ranked against Orphanet diseases), OMIM when they use none. Warns when cases carry
     ids outside the result: they cannot be found and count as misses."""
     annotated = {str(d).split(":")[0] for d in knowledge.diseases["disease_id"]}
-    found = pd.Series([str(t).split(":")[0] for t in truth], dtype=object).value_counts()
+    found = pd.Series([str(t).split(":")[0] if ":" in str(t) else "no disease id" for t in truth],
+                      dtype=object).value_counts()
     if isinstance(databases, str):
         databases = [databases]
     chosen = [str(d) for d in databases if str(d) != "auto"]
