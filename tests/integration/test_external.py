@@ -117,6 +117,22 @@ def test_reranker_on_real_cases_leaves_out_of_reach_cases_alone(tmp_path, knowle
     assert other["reranker"]["training_cases"] == result["reranker"]["training_cases"]  # the same reference scores
     assert BEFORE_RERANK in other["ranks"] and len(other["ranks"]["ensemble"]) == 20
 
+    # a file coded in Orphanet ids: ranked over Orphanet diseases, the reranker still learned from the OMIM
+    # reference cases ranked over *their* universe (once it learned from references whose diseases were not
+    # candidates, and pushed every Orphanet answer out of first place)
+    ann = knowledge.annotations[~knowledge.annotations["negated"]]
+    orpha = ann[ann["database"] == "ORPHA"].groupby("disease_id")["hpo_id"].apply(lambda t: sorted(set(t)))
+    chosen = orpha[orpha.map(len) >= 15].index[:12]
+    (tmp_path / "orpha.jsonl").write_text("".join(json.dumps(
+        {"case_id": f"orpha-{i}", "pmid": f"PMID:{i}", "disease_id": d, "observed": orpha[d][:8]}) + "\n"
+        for i, d in enumerate(chosen)))
+    coded = run_rankers(read_cases(tmp_path / "orpha.jsonl", knowledge), knowledge, reference, params)
+    assert coded["params"]["databases"] == ["ORPHA"]
+    assert coded["reranker"]["training_cases"] == result["reranker"]["training_cases"]
+    before, after = coded["ranks"][BEFORE_RERANK], coded["ranks"]["ensemble"]
+    assert (before <= 3).mean() >= 0.75  # its own annotation: found
+    assert (after <= 3).mean() >= (before <= 3).mean() - 1 / 12  # and the reranker keeps it there
+
 
 def test_stage_without_the_case_file_still_writes_its_outputs(tmp_path):
     """A user without ../shared: `dvc repro` must not fail on missing outputs; they say why they are empty."""

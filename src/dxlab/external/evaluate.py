@@ -275,7 +275,8 @@ def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = No
     rerank_on = bool(rerank.pop("enabled", False)) and reference is not None
     keep_parts = keep_parts or rerank_on
     parts: dict[str, np.ndarray] = {}
-    databases = universe_databases(params["databases"], cases.truth, knowledge)
+    requested_databases = params["databases"]
+    databases = universe_databases(requested_databases, cases.truth, knowledge)
     params["databases"] = databases  # as run
     annotated = sorted(d for d in knowledge.diseases["disease_id"] if d.split(":")[0] in databases)
     extra = sorted(set(reference.truth) - set(annotated)) if reference is not None else []
@@ -378,7 +379,8 @@ def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = No
     if rerank_on:
         start = time.perf_counter()
         try:
-            reranker, reranked = _rerank(cases, knowledge, reference, params, rerank, universe, parts)
+            reranker, reranked = _rerank(cases, knowledge, reference, params, rerank, universe, parts,
+                                         requested_databases)
             covered[BEFORE_RERANK] = covered["ensemble"]
             record(BEFORE_RERANK, scores, universe)
             scores = reranked
@@ -408,44 +410,57 @@ def _same_cases(a: Cases, b: Cases) -> bool:
         np.all(a.table["patient_id"].astype(str).to_numpy() == b.table["patient_id"].astype(str).to_numpy()))
 
 
-def _pair_contexts(cases: Cases, knowledge: Knowledge, reference: Cases,
-                   universe: Sequence[str]) -> tuple[PairContext, PairContext]:
+def _pair_contexts(cases: Cases, knowledge: Knowledge, reference: Cases, universe: Sequence[str],
+                   reference_universe: Sequence[str] | None = None) -> tuple[PairContext, PairContext]:
     """The reranker's context for the reference cases and for the cases: the disease side (annotations, reference
-    counts) built once, the case side per set of cases (the same object when the cases are the reference)."""
+    counts) built once per universe (the reference's own when it differs, e.g. OMIM reference cases for a file
+    coded in Orphanet ids), the case side per set of cases (the same object when the cases are the reference)."""
     encoder = TermEncoder(knowledge)
-    ann = knowledge.phenotype_annotations(list(universe))
-    ann = ann[~ann["negated"] & ann["hpo_id"].isin(encoder.index.keys())]
-    position = {d: i for i, d in enumerate(universe)}
-    annotation = sparse.csr_matrix((np.clip(ann["frequency"].to_numpy(dtype=float), 0.02, 1.0),
-                                    (ann["disease_id"].map(position).to_numpy(), ann["hpo_id"].map(encoder.index))),
-                                   shape=(len(universe), encoder.n_terms))
-    annotation.sum_duplicates()
-    counts, own = reference_counts(reference.truth, reference.groups, universe)
 
-    def context(of: Cases) -> PairContext:
+    def disease_side(diseases: Sequence[str]) -> tuple:
+        ann = knowledge.phenotype_annotations(list(diseases))
+        ann = ann[~ann["negated"] & ann["hpo_id"].isin(encoder.index.keys())]
+        position = {d: i for i, d in enumerate(diseases)}
+        annotation = sparse.csr_matrix((np.clip(ann["frequency"].to_numpy(dtype=float), 0.02, 1.0),
+                                        (ann["disease_id"].map(position).to_numpy(),
+                                         ann["hpo_id"].map(encoder.index))), shape=(len(diseases), encoder.n_terms))
+        annotation.sum_duplicates()
+        return (annotation, *reference_counts(reference.truth, reference.groups, diseases))
+
+    def context(of: Cases, side: tuple) -> PairContext:
         table = of.table
         excluded = list(table["excluded"]) if "excluded" in table else [[]] * len(table)
         mentioned = encoder.matrix([list(o) + list(e) for o, e in zip(table["findings"], excluded)], propagate=True)
+        annotation, counts, own = side
         return PairContext(groups=np.asarray(of.groups, dtype=object),
                            n_findings=table["findings"].map(len).to_numpy(dtype=float),
                            n_excluded=np.asarray([len(e) for e in excluded], dtype=float), mentioned=mentioned,
                            annotation=annotation, reference_counts=counts, own_counts=own)
 
-    on_reference = context(reference)
-    return on_reference, on_reference if cases is reference else context(cases)
+    side = disease_side(universe)
+    same_universe = reference_universe is None or list(reference_universe) == list(universe)
+    on_reference = context(reference, side if same_universe else disease_side(reference_universe))
+    return on_reference, on_reference if cases is reference else context(cases, side)
 
 
 def _rerank(cases: Cases, knowledge: Knowledge, reference: Cases, params: Mapping, rerank: Mapping,
-            universe: Sequence[str], parts: Mapping[str, np.ndarray]) -> tuple[CaseReranker, np.ndarray]:
-    """Train the reranker on the reference cases (their scores leave-publication-out) and rerank the cases."""
+            universe: Sequence[str], parts: Mapping[str, np.ndarray],
+            requested_databases=None) -> tuple[CaseReranker, np.ndarray]:
+    """Train the reranker on the reference cases (their scores leave-publication-out) and rerank the cases.
+
+    The reference cases are ranked over their own universe (``requested_databases`` resolved on *their* disease
+    ids): the features are disease-agnostic, so a reranker learned on OMIM case reports reorders an Orphanet file's
+    candidates too, but it must learn from references whose diseases are candidates."""
     if _same_cases(cases, reference):
-        reference_parts, cases = parts, reference
+        reference_parts, cases, reference_universe = parts, reference, universe
     else:  # the same rankers on the reference cases, without the reranker and the ablations
-        plain = {**params, "rerank": {"enabled": False}, "ablations": {}}
-        reference_parts = run_rankers(reference, knowledge, reference, plain, keep_parts=True)["parts"]
-    position = {d: i for i, d in enumerate(universe)}
+        plain = {**params, "databases": params["databases"] if requested_databases is None else requested_databases,
+                 "rerank": {"enabled": False}, "ablations": {}}
+        run = run_rankers(reference, knowledge, reference, plain, keep_parts=True)
+        reference_parts, reference_universe = run["parts"], run["universe"]
+    position = {d: i for i, d in enumerate(reference_universe)}
     truth_index = np.asarray([position.get(d, -1) for d in reference.truth])
-    on_reference, on_cases = _pair_contexts(cases, knowledge, reference, universe)
+    on_reference, on_cases = _pair_contexts(cases, knowledge, reference, universe, reference_universe)
     # every part is a feature, the ensemble's own score included
     reranker = CaseReranker(**rerank).fit({k: reference_parts[k] for k in parts}, reference_parts["ensemble"],
                                           truth_index, on_reference)
