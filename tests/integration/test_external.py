@@ -184,3 +184,27 @@ def test_a_file_coded_in_orphanet_is_ranked_against_orphanet_diseases(tmp_path, 
     assert "no disease id (1)" in caplog.text
     with pytest.raises(ValueError, match="not annotated"):
         universe_databases(["MONDO"], cases.truth, knowledge)
+
+
+def test_bad_case_rows_are_reported_and_quarantined_not_evaluated(tmp_path, knowledge, caplog):
+    from dxlab.external.evaluate import quarantine, read_cases
+
+    good = {"case_id": "PMID_1_1", "pmid": "PMID:1", "disease_id": "OMIM:147791", "sex": "FEMALE",
+            "observed": ["HP:0000078", "HP:0000337"], "excluded": []}
+    rows = [json.dumps(good), json.dumps(good | {"case_id": "PMID_1_2", "disease_id": None}),
+            json.dumps(good | {"case_id": "PMID_1_3", "observed": ["HP:0000078", "HP:99"]}), "{broken"]
+    path = tmp_path / "cases.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    with caplog.at_level("WARNING", logger="dxlab.external.evaluate"):
+        kept, n_quarantined = quarantine(read_cases(path, knowledge), tmp_path)
+    assert n_quarantined == 2 and list(kept.table["patient_id"]) == ["PMID_1_1", "PMID_1_3"]
+    assert len(kept.groups) == 2 and kept.table["findings"].iloc[1] == ["HP:0000078"]  # the bad term dropped
+    issues = pd.read_csv(tmp_path / "issues.csv")
+    assert sorted(zip(issues["source_row"], issues["field"])) == [(2, "diagnosis"), (3, "findings"), (4, "row")]
+    quarantined = pd.read_csv(tmp_path / "quarantine.csv")
+    assert list(quarantined["source_row"]) == [2, 4] and (quarantined["source_file"] == "cases.jsonl").all()
+    assert "cases.jsonl row 2 diagnosis" in caplog.text and "2 rows quarantined" in caplog.text
+
+    path.write_text("{broken\n")
+    with pytest.raises(ValueError, match="no cases left to evaluate"):
+        quarantine(read_cases(path, knowledge), tmp_path)

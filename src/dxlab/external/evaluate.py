@@ -405,6 +405,43 @@ def run_rankers(cases: Cases, knowledge: Knowledge, reference: Cases | None = No
     return out
 
 
+def quarantine(cases: Cases, out_dir: Path | None, what: str = "cases") -> tuple[Cases, int]:
+    """Keep the rows that can be evaluated; report every input problem by file, row and field.
+
+    A row that could not be parsed (malformed JSON) or has no diagnosis is quarantined: left out of the evaluation,
+    listed in ``out_dir/quarantine.csv``. Smaller problems (an unknown term id, a bad age) are kept in the row as
+    the reader left it (the bad value dropped). All problems go to ``out_dir/issues.csv`` and a warning names the
+    first few. Raises ValueError when no row is left."""
+    issues = pd.DataFrame([i.as_dict() for i in cases.issues],
+                          columns=["source_file", "source_row", "field", "reason", "patient_id"])
+    table = cases.table
+    keys = list(zip(table["source_file"].astype(str), table["source_row"].astype(int)))
+    fatal = issues[issues["field"].isin(["row", "diagnosis"])]
+    bad = set(zip(fatal["source_file"].astype(str), fatal["source_row"].astype(int)))
+    bad |= {k for k, d in zip(keys, table["diagnosis"]) if d is None or not str(d).strip() or str(d) == "None"}
+    drop = np.asarray([k in bad for k in keys], dtype=bool)
+    if out_dir is not None:
+        issues.to_csv(out_dir / "issues.csv", index=False)
+        reasons = fatal.groupby(["source_file", "source_row"])["reason"].agg("; ".join)
+        pd.DataFrame({"source_file": [k[0] for k, d in zip(keys, drop) if d],
+                      "source_row": [k[1] for k, d in zip(keys, drop) if d],
+                      "reason": [reasons.get(k, "no diagnosis") for k, d in zip(keys, drop) if d]}).to_csv(
+            out_dir / "quarantine.csv", index=False)
+    if len(issues):
+        first = "; ".join(f"{r.source_file} row {r.source_row} {r.field}: {r.reason}"
+                          for r in issues.head(5).itertuples())
+        log.warning("%s: %d input problems (first: %s)%s; %d rows quarantined (not evaluated: malformed or without "
+                    "a diagnosis)", what, len(issues), first,
+                    f"; all in {out_dir / 'issues.csv'}" if out_dir is not None else "", int(drop.sum()))
+    if drop.all():
+        raise ValueError(f"no {what} left to evaluate: all {len(drop)} rows are malformed or have no diagnosis"
+                         + (f" (see {out_dir / 'quarantine.csv'})" if out_dir is not None else ""))
+    if not drop.any():
+        return cases, 0
+    keep = ~drop
+    return Cases(table[keep].reset_index(drop=True), cases.groups[keep], cases.issues), int(drop.sum())
+
+
 def _same_cases(a: Cases, b: Cases) -> bool:
     return len(a.table) == len(b.table) and bool(np.all(a.groups == b.groups)) and bool(
         np.all(a.table["patient_id"].astype(str).to_numpy() == b.table["patient_id"].astype(str).to_numpy()))
@@ -497,18 +534,20 @@ def evaluate_external(cases_path: str | Path, out_dir: str | Path, knowledge_dir
                       reference_path: str | Path | None = None, params: Mapping | None = None) -> dict:
     """Read cases, rank every known disease, write DIR/metrics.json and DIR/ranks.csv; return the metrics."""
     knowledge = Knowledge.load(knowledge_dir)
-    cases = read_cases(cases_path, knowledge)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cases, quarantined = quarantine(read_cases(cases_path, knowledge), out_dir)
     reference = read_cases(reference_path, knowledge) if reference_path and Path(reference_path).exists() else None
+    if reference is not None:
+        reference, _ = quarantine(reference, None, what="reference cases")
     start = time.perf_counter()
     results = run_rankers(cases, knowledge, reference, params)
     metrics, table = evaluate(cases, results)
     main = {k: v for k, v in metrics.items() if k in RANKERS}
     ablations = {k: v for k, v in metrics.items() if k not in RANKERS}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     summary = {**metrics["ensemble"], "by_ranker": main, "ablations": ablations,
                "breakdown": breakdown(table, results["ranks"]), "seconds": time.perf_counter() - start,
-               "timings": results["timings"], "n_parse_issues": len(cases.issues),
+               "timings": results["timings"], "n_parse_issues": len(cases.issues), "n_quarantined": quarantined,
                "reference_cases": int(len(reference.table)) if reference is not None else 0,
                "universe_size": len(results["universe"]), "params": results["params"]}
     if "reranker" in results:

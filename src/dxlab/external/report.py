@@ -138,7 +138,10 @@ def write_report(out_dir: str | Path, report_path: str | Path, figures_dir: str 
              f"{n:,} cases, {metrics['reference_cases']:,} reference cases, {metrics['universe_size']:,} diseases "
              f"ranked for each case, {metrics['seconds']:.0f} s. A case whose disease a ranker does not know counts "
              "as a miss; ties share the mean rank. Reference cases of a query's own publication are never used, so "
-             "on the shared development cases every figure is leave-publication-out.", "",
+             "on the shared development cases every figure is leave-publication-out."
+             + (f" Input: {metrics['n_parse_issues']:,} problems by file, row and field in `issues.csv`; "
+                f"{metrics['n_quarantined']:,} rows quarantined (malformed or without a diagnosis: not evaluated, "
+                "listed in `quarantine.csv`)." if metrics.get("n_parse_issues") else ""), "",
              "## Rankers side by side", "", *_metrics_table(by_ranker), ""]
     described = dict(DESCRIPTIONS)
     if metrics.get("reranker"):
