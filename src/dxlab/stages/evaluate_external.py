@@ -56,7 +56,10 @@ def run(cfg: DictConfig, stage_file: bool = True) -> dict:
               f"mrr {m['mrr']:.3f}  covered {m['n_covered']}/{m['n_cases']}")
     logged = {**metrics["by_ranker"], **{"ensemble_before_reranker": m for k, m in metrics["ablations"].items()
                                          if k == BEFORE_RERANK}}  # logged to MLflow beside the rankers
-    return {name: {k: v for k, v in m.items() if isinstance(v, (int, float))} for name, m in logged.items()}
+    out = {name: {k: v for k, v in m.items() if isinstance(v, (int, float))} for name, m in logged.items()}
+    # counts only: the problems themselves (DIR/issues.csv) name rows and values of the input, not for MLflow
+    out["input"] = {"n_parse_issues": metrics["n_parse_issues"], "n_quarantined": metrics["n_quarantined"]}
+    return out
 
 
 def main() -> None:
