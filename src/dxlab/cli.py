@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_promote)
     p = sub.add_parser("evaluate-external", help=cmd_evaluate_external.__doc__)
     p.add_argument("--cases", required=True, help="cases.jsonl or a folder of GA4GH phenopacket JSON files")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder: metrics.json, ranks.csv, external_validation.md, "
+                   "model_card.md, figures/, issues.csv (input problems), quarantine.csv (rows not evaluated)")
     p.add_argument("--reference", default=None, help="reference cases for the case-based ranker "
                    "(default: external.reference_cases; cases of the query's own publication are never used)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. paths.knowledge=DIR")
