@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from dxlab.anomaly.detectors import BaseDetector, EnsembleDetector, make_detector
+from dxlab.anomaly.detectors import BaseDetector, EnsembleDetector, make_detector, with_seed
 
 KINDS = ("local", "global", "dependency", "clustered")
 DEFAULT_CANDIDATES = ("iforest", "knn", "ecod", "ocsvm", "lof", "mahalanobis")
@@ -57,7 +57,6 @@ def synthetic_anomalies(X: np.ndarray, kind: str, n: int, rng: np.random.Generat
             gmm.covariances_ = alpha_local * gmm.covariances_
         else:
             gmm.means_ = alpha_cluster * gmm.means_  # as ADBench: the means scaled, in min-max units
-        _refresh_precisions(gmm)
         out, _ = gmm.sample(n)
         out = out[rng.permutation(n)]
     return lo + out * span
@@ -76,11 +75,6 @@ def _mixture(Z, rng, max_components, max_fit_rows):
             best, best_bic = gmm, bic
     best.random_state = seed
     return best
-
-
-def _refresh_precisions(gmm) -> None:
-    """GaussianMixture.sample reads means_ and covariances_ only; keep the precisions consistent anyway."""
-    gmm.precisions_cholesky_ = np.linalg.cholesky(np.linalg.inv(gmm.covariances_)).transpose(0, 2, 1)
 
 
 class SelfSupervisedSelector(BaseDetector):
@@ -120,7 +114,8 @@ class SelfSupervisedSelector(BaseDetector):
         synthetic = {kind: synthetic_anomalies(rest, kind, n_synth, rng) for kind in self.kinds}
         rows = []
         for name, detector in candidates.items():
-            model = self._seeded(detector).fit(rest)
+            detector = clone(detector) if self.random_state is None else with_seed(detector, self.random_state)
+            model = detector.fit(rest)
             normal = model.score_samples(held)
             for kind, anomalies in synthetic.items():
                 scores = np.concatenate([normal, model.score_samples(anomalies)])
@@ -135,12 +130,6 @@ class SelfSupervisedSelector(BaseDetector):
                                           random_state=self.random_state, threshold=self.threshold, rate=self.rate)
         self.ensemble_.fit(X)
         return self.ensemble_.train_scores_
-
-    def _seeded(self, detector):
-        detector = clone(detector)
-        if self.random_state is not None and "random_state" in detector.get_params(deep=False):
-            detector.set_params(random_state=self.random_state)
-        return detector
 
     def _score(self, X):
         return self.ensemble_._score(X)

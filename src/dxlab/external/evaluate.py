@@ -415,18 +415,15 @@ def quarantine(cases: Cases, out_dir: Path | None, what: str = "cases") -> tuple
     issues = pd.DataFrame([i.as_dict() for i in cases.issues],
                           columns=["source_file", "source_row", "field", "reason", "patient_id"])
     table = cases.table
-    keys = list(zip(table["source_file"].astype(str), table["source_row"].astype(int)))
     fatal = issues[issues["field"].isin(["row", "diagnosis"])]
-    bad = set(zip(fatal["source_file"].astype(str), fatal["source_row"].astype(int)))
-    bad |= {k for k, d in zip(keys, table["diagnosis"]) if d is None or not str(d).strip() or str(d) == "None"}
-    drop = np.asarray([k in bad for k in keys], dtype=bool)
+    reasons = fatal.groupby(["source_file", "source_row"])["reason"].agg("; ".join)
+    keys = pd.MultiIndex.from_arrays([table["source_file"].astype(str), table["source_row"].astype(int)],
+                                     names=["source_file", "source_row"])
+    drop = keys.isin(reasons.index) | table["diagnosis"].isna().to_numpy()
     if out_dir is not None:
         issues.to_csv(out_dir / "issues.csv", index=False)
-        reasons = fatal.groupby(["source_file", "source_row"])["reason"].agg("; ".join)
-        pd.DataFrame({"source_file": [k[0] for k, d in zip(keys, drop) if d],
-                      "source_row": [k[1] for k, d in zip(keys, drop) if d],
-                      "reason": [reasons.get(k, "no diagnosis") for k, d in zip(keys, drop) if d]}).to_csv(
-            out_dir / "quarantine.csv", index=False)
+        reasons.reindex(keys[drop]).fillna("no diagnosis").reset_index().to_csv(out_dir / "quarantine.csv",
+                                                                                 index=False)
     if len(issues):
         first = "; ".join(f"{r.source_file} row {r.source_row} {r.field}: {r.reason}"
                           for r in issues.head(5).itertuples())

@@ -20,6 +20,30 @@ ROOT = "HP:0000001"
 PHENOTYPIC_ABNORMALITY = "HP:0000118"
 MODE_OF_INHERITANCE = "HP:0000005"
 CLINICAL_COURSE = "HP:0031797"
+PEDIATRIC_ONSET = "HP:0410280"  # birth to 16 years: too broad to place an onset age
+
+# HPO onset terms -> age range in years (from the HPO term definitions).
+ONSET_AGE_RANGES: dict[str, tuple[float, float]] = {
+    "HP:0030674": (0.0, 0.0),      # antenatal
+    "HP:0011460": (0.0, 0.0),      # embryonal
+    "HP:0011461": (0.0, 0.0),      # fetal
+    "HP:0034199": (0.0, 0.0),      # first trimester
+    "HP:0034198": (0.0, 0.0),      # second trimester
+    "HP:0034197": (0.0, 0.0),      # third trimester
+    "HP:0003577": (0.0, 0.0),      # congenital
+    "HP:0003623": (0.0, 28 / 365),  # neonatal
+    "HP:0003593": (28 / 365, 1.0),  # infantile
+    "HP:0011463": (1.0, 5.0),      # childhood
+    "HP:0003621": (5.0, 15.0),     # juvenile
+    PEDIATRIC_ONSET: (0.0, 16.0),  # pediatric
+    "HP:0003581": (16.0, 80.0),    # adult
+    "HP:0011462": (16.0, 40.0),    # young adult
+    "HP:0025708": (16.0, 19.0),    # early young adult
+    "HP:0025709": (19.0, 25.0),    # intermediate young adult
+    "HP:0025710": (25.0, 40.0),    # late young adult
+    "HP:0003596": (40.0, 60.0),    # middle age
+    "HP:0003584": (60.0, 90.0),    # late
+}
 
 # Midpoints of the HPO frequency categories; the categories' ranges are in the comments.
 DEFAULT_FREQUENCY_CATEGORIES: dict[str, float] = {

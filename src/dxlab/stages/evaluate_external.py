@@ -46,16 +46,15 @@ def run(cfg: DictConfig, stage_file: bool = True) -> dict:
         log_artifact(path)
     headline = {k: metrics[k] for k in ("n_cases", "top1", "top3", "top10", "mrr", "n_covered", "covered_top1",
                                         "covered_top3", "covered_top10")}
+    before = {k: v for k, v in metrics["ablations"].items() if k == BEFORE_RERANK}
     if stage_file:
-        before = {k: v for k, v in metrics["ablations"].items() if k == BEFORE_RERANK}
         write_json({"ensemble": headline, **{k: v for k, v in metrics["by_ranker"].items() if k != "ensemble"},
                     **before}, Path(cfg.paths.reports) / "stages" / "evaluate_external.json")
     print("\nExternal validation (all cases; unknown diseases count as misses):")
     for name, m in {**metrics["by_ranker"], **metrics["ablations"]}.items():
         print(f"  {name:10s} top1 {m['top1']:.3f}  top3 {m['top3']:.3f}  top10 {m['top10']:.3f}  "
               f"mrr {m['mrr']:.3f}  covered {m['n_covered']}/{m['n_cases']}")
-    logged = {**metrics["by_ranker"], **{"ensemble_before_reranker": m for k, m in metrics["ablations"].items()
-                                         if k == BEFORE_RERANK}}  # logged to MLflow beside the rankers
+    logged = {**metrics["by_ranker"], **{"ensemble_before_reranker": m for m in before.values()}}  # beside the rankers
     out = {name: {k: v for k, v in m.items() if isinstance(v, (int, float))} for name, m in logged.items()}
     # counts only: the problems themselves (DIR/issues.csv) name rows and values of the input, not for MLflow
     out["input"] = {"n_parse_issues": metrics["n_parse_issues"], "n_quarantined": metrics["n_quarantined"]}

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from dxlab.data.schema import IngestResult, RowIssue, make_table
+from dxlab.knowledge.hpo import ONSET_AGE_RANGES, PEDIATRIC_ONSET
 
 __all__ = ["PhenopacketsSource", "parse_iso8601_age", "HPO_ID"]
 
@@ -196,19 +197,9 @@ def _to_float(text: str) -> float | None:
 
 
 # An onset given as an HPO onset class (TimeElement ``ontologyClass``, as phenopacket-store writes many onsets):
-# a representative age inside the class's range, in years. Antenatal classes count as at birth; "Pediatric onset"
-# (HP:0410280, birth to 15 years) is too broad to place and is left out.
-ONSET_CLASS_YEARS: dict[str, float] = {
-    "HP:0030674": 0.0, "HP:0011460": 0.0, "HP:0011461": 0.0, "HP:0034199": 0.0, "HP:0034198": 0.0,
-    "HP:0034197": 0.0,                                          # antenatal, embryonal, fetal, trimesters
-    "HP:0003577": 0.0,                                          # congenital
-    "HP:0003623": 14 / 365.25,                                  # neonatal (first 28 days)
-    "HP:0003593": 0.5,                                          # infantile (1 month to 1 year)
-    "HP:0011463": 3.0,                                          # childhood (1 to 5 years)
-    "HP:0003621": 10.0,                                         # juvenile (5 to 15 years)
-    "HP:0003581": 30.0, "HP:0011462": 25.0, "HP:0025708": 17.5, "HP:0025709": 22.0, "HP:0025710": 32.0,
-    "HP:0003596": 50.0, "HP:0003584": 65.0,                     # adult, young adult (16-40) and its thirds, 40-60, 60+
-}
+# the middle of the class's age range. Antenatal classes count as at birth; "Pediatric onset" is too broad to place.
+ONSET_CLASS_YEARS: dict[str, float] = {term: (lo + hi) / 2 for term, (lo, hi) in ONSET_AGE_RANGES.items()
+                                       if term != PEDIATRIC_ONSET}
 
 
 def _time_element_years(element: Any, row: _Row, field: str, what: str) -> float | None:
