@@ -77,12 +77,14 @@ ddxplus: setup
 
 ADBENCH ?= ../shared/data/adbench
 anomaly-bench: setup
+	$(PY) -m pip install -q -e ".[dev,bench]" 2>&1 | $(PIP_QUIET)
 	$(PY) -m dxlab.cli anomaly-benchmark --data-dir $(ADBENCH) --out bench/anomaly
 	cp bench/anomaly/results.md reports/anomaly_benchmark.md
 	cp bench/anomaly/results.json reports/anomaly_benchmark.json
 	$(PY) -m dxlab.cli anomaly-benchmark --data-dir $(ADBENCH) --out bench/anomaly-adbench --protocol adbench
 	cp bench/anomaly-adbench/results.md reports/anomaly_benchmark_adbench.md
 	$(PY) bench/anomaly_selection.py
+	$(PY) bench/anomaly_selection_clinical.py
 	$(PY) -m dxlab.cli readme
 
 ui: setup
