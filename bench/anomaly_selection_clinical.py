@@ -146,7 +146,8 @@ def main() -> int:
               "seconds": round(time.perf_counter() - start, 1)}
     (OUT / "anomaly_selection_clinical.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
-    lines = ["Produced by `bench/anomaly_selection_clinical.py` (its docstring gives the tables, the rules and the "
+    lines = ["# Second development round for `auto` (clinical tables from R packages; no shared file)", "",
+             "Produced by `bench/anomaly_selection_clinical.py` (its docstring gives the tables, the rules and the "
              f"decision rule fixed in advance). ROC-AUC x100, mean of seeds {list(SEEDS)}; families weighted "
              f"equally. {result['seconds']:.0f} s.", "",
              "| family | n | d | " + " | ".join(names) + " |", "|---|---:|---:|" + "---:|" * len(names)]

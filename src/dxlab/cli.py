@@ -67,9 +67,15 @@ def cmd_readme(args: argparse.Namespace) -> int:
     selection = root / "bench" / "anomaly_selection.md"
     if selection.exists():
         blocks["anomaly-selection"] = selection.read_text().split("\n", 1)[1].strip().replace("\n## ", "\n#### ")
-    bench = root / "reports" / "anomaly_benchmark.md"
-    if bench.exists():
-        blocks["anomaly-benchmark"] = _section(bench.read_text(), "## `auto` against the published")
+    clinical = root / "bench" / "anomaly_selection_clinical.md"
+    if clinical.exists():
+        blocks["anomaly-selection-clinical"] = clinical.read_text().split("\n", 1)[1].strip().replace("\n## ",
+                                                                                                      "\n#### ")
+    for name, report in (("anomaly-benchmark", "anomaly_benchmark.md"),
+                         ("anomaly-benchmark-adbench", "anomaly_benchmark_adbench.md")):
+        bench = root / "reports" / report
+        if bench.exists():
+            blocks[name] = _section(bench.read_text(), "## `auto` against the published")
     text = readme.read_text()
     for name, body in blocks.items():
         start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"

@@ -90,7 +90,7 @@ def test_anomaly_stage_writes_metrics_explanations_figures_model_and_mlflow_run(
     with stage_run("anomaly", cfg):  # what main_for("anomaly", run) does around run(cfg)
         metrics = anomaly.run(cfg)
         log_metrics(metrics)
-    detectors = {"iforest", "lof", "ocsvm", "knn", "ecod", "mahalanobis", "autoencoder", "ensemble", "auto"}
+    detectors = {"iforest", "lof", "ocsvm", "knn", "inne", "ecod", "mahalanobis", "autoencoder", "ensemble", "auto"}
     written = json.loads((root / "reports" / "anomaly" / "metrics.json").read_text())
     assert set(written) == detectors
     for result in written.values():

@@ -13,7 +13,7 @@ from dxlab.anomaly.benchmark import main, run_benchmark
 from dxlab.anomaly.detectors import EnsembleDetector, IsolationForestDetector, KNNDetector
 
 pytestmark = pytest.mark.integration
-DETECTORS = {"iforest", "lof", "ocsvm", "knn", "ecod", "mahalanobis", "autoencoder", "ensemble", "auto"}
+DETECTORS = {"iforest", "lof", "ocsvm", "knn", "inne", "ecod", "mahalanobis", "autoencoder", "ensemble", "auto"}
 
 
 def write_tiny_npz(path, n_normal: int = 180, n_anomalies: int = 20, seed: int = 0):
@@ -84,6 +84,45 @@ def test_the_adbench_protocol_resamples_small_files(tmp_path):
     assert X_train.min() == pytest.approx(0.0) and X_train.max() == pytest.approx(1.0)
     X_train, X_test, y_train, y_test = split(X, y, seed=0)
     assert (len(X_train), len(X_test)) == (70, 30) and y_test.sum() == 3
+
+
+def test_the_adbench_protocol_replays_adbench_random_stream():
+    """ADBench seeds NumPy's global generator, resamples with it and lets train_test_split shuffle from it; the
+    replay must draw the same rows, or the comparison with its published figures is not on its splits."""
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import MinMaxScaler
+
+    from dxlab.anomaly.benchmark import split
+
+    rng = np.random.default_rng(5)
+    for n in (150, 1200, 10500):
+        X, y = rng.normal(size=(n, 3)), (rng.random(n) < 0.1).astype(int)
+        for seed in (1, 3):
+            np.random.seed(seed)
+            Xs, ys = X, y
+            if n < 1000 or n > 10000:
+                np.random.seed(seed)
+                keep = np.random.choice(np.arange(n), 1000 if n < 1000 else 10000, replace=n < 1000)
+                Xs, ys = X[keep], y[keep]
+            X_train, X_test, y_train, y_test = train_test_split(Xs, ys, test_size=0.3, shuffle=True, stratify=ys)
+            scaler = MinMaxScaler().fit(X_train)
+            got = split(X, y, seed, protocol="adbench")
+            np.testing.assert_allclose(got[0], scaler.transform(X_train))
+            np.testing.assert_allclose(got[1], scaler.transform(X_test))
+            assert np.array_equal(got[3], y_test)
+
+
+def test_isolation_forest_draws_as_pyod_after_a_global_seed():
+    """ADBench ran PyOD's IForest() after np.random.seed(seed): one stream for the whole fit. The detector seeded
+    with the same integer must build the same forest (it reproduces the published figures through this)."""
+    from sklearn.ensemble import IsolationForest
+
+    from dxlab.anomaly.detectors import IsolationForestDetector
+
+    X = np.random.default_rng(0).normal(size=(300, 4))
+    np.random.seed(2)
+    reference = -IsolationForest().fit(X).score_samples(X[:50])
+    np.testing.assert_allclose(IsolationForestDetector(random_state=2).fit(X).score_samples(X[:50]), reference)
 
 
 def test_bad_input_gives_a_clear_error_and_exit_code(tmp_path, capsys):

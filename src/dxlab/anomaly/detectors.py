@@ -142,9 +142,13 @@ class IsolationForestDetector(BaseDetector):
         self.rate = rate
 
     def _fit(self, X):
+        # One stream for the whole fit, as PyOD's IForest draws after np.random.seed(seed) (ADBench's runs): an
+        # integer would restart the stream between drawing the bagging seeds and the forest's own draws.
+        seeded = self.random_state
+        if isinstance(seeded, (int, np.integer)):
+            seeded = np.random.RandomState(seeded)
         self.forest_ = IsolationForest(n_estimators=self.n_estimators, max_samples=self.max_samples,
-                                       max_features=self.max_features, random_state=self.random_state,
-                                       n_jobs=self.n_jobs).fit(X)
+                                       max_features=self.max_features, random_state=seeded, n_jobs=self.n_jobs).fit(X)
         return self._out_of_bag_scores(X)
 
     def _score(self, X):
