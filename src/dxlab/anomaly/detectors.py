@@ -638,6 +638,7 @@ def with_seed(detector: BaseEstimator, seed: int) -> BaseEstimator:
 
 __all__ = [
     "AutoencoderDetector", "BaseDetector", "DETECTORS", "ECODDetector", "EnsembleDetector", "INNEDetector",
-    "IsolationForestDetector", "KNNDetector", "LOFDetector", "MahalanobisDetector", "OCSVMDetector", "check_matrix", "detectors_from_config",
+    "IsolationForestDetector", "KNNDetector", "LOFDetector", "MahalanobisDetector", "OCSVMDetector", "check_matrix",
+    "detectors_from_config",
     "make_detector", "threshold_from_scores", "with_seed",
 ]
