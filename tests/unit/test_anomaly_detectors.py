@@ -155,3 +155,13 @@ def test_explain_top_lists_the_highest_scores_with_their_features():
     first = table[(table["rank"] == 1) & (table["method"] == "iforest")]
     assert first["row"].iloc[0] == 7 and first["feature"].iloc[0] == "height"
     assert table.groupby(["method", "rank"])["score"].nunique().eq(1).all()
+
+
+def test_inne_scores_follow_the_nearest_neighbour_balls():
+    """Rows 0, 1, 3 all drawn: radii 1, 1, 2; the ball of 3 scores 1 - 1/2 (its neighbour 1 has radius 1)."""
+    from dxlab.anomaly.detectors import INNEDetector
+
+    rows = np.array([[0.0], [1.0], [3.0]])
+    model = INNEDetector(n_estimators=1, max_samples=3, scale=False, random_state=0).fit(rows)
+    scores = model.score_samples(np.array([[2.5], [0.5], [10.0]]))
+    np.testing.assert_allclose(scores, [0.5, 0.0, 1.0])  # inside 3's ball only; inside 0's and 1's; in no ball

@@ -288,8 +288,8 @@ class INNEDetector(BaseDetector):
         nearest = within.argmin(axis=2)
         self.radius_ = np.take_along_axis(within, nearest[..., None], axis=2)[..., 0]
         neighbour_radius = np.take_along_axis(self.radius_, nearest, axis=1)
-        self.ratio_ = np.where(self.radius_ > 0, 1.0 - neighbour_radius / np.where(self.radius_ > 0, self.radius_, 1),
-                               0.0)
+        alone = self.radius_ > 0  # a radius of 0 (a duplicated row) covers only its copies: score 0 there
+        self.ratio_ = np.where(alone, 1.0 - neighbour_radius / np.where(alone, self.radius_, 1.0), 0.0)
         per_member = self._member_scores(Z)
         drawn = np.zeros_like(per_member, dtype=bool)
         drawn[np.arange(self.n_estimators)[:, None], self.samples_] = True
