@@ -78,13 +78,48 @@ def rules() -> dict:
             "selected-3": SelfSupervisedSelector(top=3)}
 
 
-def shared_record(detectors: dict, adopted: str) -> list[str]:
+def evaluate_suite(suite: dict[str, list[Dataset]], detectors: dict, report=None) -> pd.DataFrame:
+    """ROC-AUC per family, table, detector and seed; ``report(family, table, first)`` after each table."""
+    rows = []
+    for family, tables in suite.items():
+        for table in tables:
+            runs, first = evaluate_dataset(table, detectors, SEEDS)
+            runs["family"] = family
+            rows.append(runs)
+            if report is not None:
+                report(family, table, first)
+    return pd.concat(rows)
+
+
+def decide(per_family: pd.DataFrame, candidates) -> dict:
+    """The decision rule fixed in advance: the best candidate by family-weighted mean replaces ``current`` if it
+    beats it by at least 0.5 points and loses no more than ``current`` against Isolation Forest on any family."""
+    overall = per_family.mean()
+
+    def worst_loss(name):
+        return float((per_family[name] - per_family["iforest"]).min())
+
+    best = max(candidates, key=lambda n: overall[n])
+    adopt = (overall[best] - overall["current"] >= 0.005) and worst_loss(best) >= worst_loss("current")
+    return {"best_candidate": best, "adopted": best if adopt else "current",
+            "mean": {n: float(overall[n]) for n in per_family.columns},
+            "worst_family_loss_vs_iforest": {n: worst_loss(n) for n in ("current", *candidates)}}
+
+
+def decision_lines(decision: dict) -> list[str]:
+    mean, best = decision["mean"], decision["best_candidate"]
+    return ["", "Worst family loss against Isolation Forest: " + ", ".join(
+        f"{n} {100 * v:+.1f}" for n, v in decision["worst_family_loss_vs_iforest"].items()), "",
+            f"Decision: best candidate `{best}` ({100 * mean[best]:.1f} vs current {100 * mean['current']:.1f}); "
+            f"`auto` = `{decision['adopted']}`."]
+
+
+def shared_record(detectors: dict, adopted: str, names: list[str]) -> list[str]:
     """After the decision, for the record only: the rules on the shared ADBench files (when they are beside)."""
     from dxlab.anomaly.benchmark import find_datasets, load_dataset
 
     if not SHARED.is_dir():
         return ["", f"({SHARED} not found: the shared files were not run.)"]
-    names = ["iforest", "current", "selected-1", "selected-3"]
     runs = pd.concat([evaluate_dataset(load_dataset(p), {n: detectors[n] for n in names}, SEEDS)[0]
                       for p in find_datasets(SHARED)])
     table = runs.groupby(["dataset", "detector"])["roc_auc"].mean().unstack("detector")[names]
@@ -99,29 +134,18 @@ def shared_record(detectors: dict, adopted: str) -> list[str]:
 
 def main() -> int:
     start = time.perf_counter()
-    suite, detectors, rows = dev_suite(), rules(), []
-    for family, tables in suite.items():
-        for table in tables:
-            runs, first = evaluate_dataset(table, detectors, SEEDS)
-            runs["family"] = family
-            rows.append(runs)
-            picks = first["fitted"]["selected-1"].selected_
-            print(f"{table.name}: n={len(table.y)} d={table.X.shape[1]} selected-1 -> {picks}", flush=True)
-    runs = pd.concat(rows)
+    suite, detectors = dev_suite(), rules()
+
+    def report(family, table, first):
+        picks = first["fitted"]["selected-1"].selected_
+        print(f"{table.name}: n={len(table.y)} d={table.X.shape[1]} selected-1 -> {picks}", flush=True)
+
+    runs = evaluate_suite(suite, detectors, report)
     per_table = runs.groupby(["family", "dataset", "detector"])["roc_auc"].mean().unstack("detector")
     per_family = per_table.groupby("family").mean()
     overall = per_family.mean()
     names = list(detectors)
-    candidates = ["iforest", "selected-1", "selected-3"]
-
-    def worst_loss(name):
-        return float((per_family[name] - per_family["iforest"]).min())
-
-    best = max(candidates, key=lambda n: overall[n])
-    adopt = (overall[best] - overall["current"] >= 0.005) and worst_loss(best) >= worst_loss("current")
-    decision = {"best_candidate": best, "adopted": best if adopt else "current",
-                "mean": {n: float(overall[n]) for n in names},
-                "worst_family_loss_vs_iforest": {n: worst_loss(n) for n in ("current", *candidates)}}
+    decision = decide(per_family, ["iforest", "selected-1", "selected-3"])
     result = {"per_table": per_table.droplevel("family").round(4).to_dict(orient="index"),
               "per_family": per_family.round(4).to_dict(orient="index"), "decision": decision,
               "seconds": round(time.perf_counter() - start, 1)}
@@ -135,11 +159,8 @@ def main() -> int:
     for family, row in per_family.iterrows():
         lines.append(f"| {family} | {len(suite[family])} | " + " | ".join(pct(row[n]) for n in names) + " |")
     lines.append("| **mean** | | " + " | ".join(f"**{pct(overall[n])}**" for n in names) + " |")
-    lines += ["", f"Worst family loss against Isolation Forest: " + ", ".join(
-        f"{n} {100 * v:+.1f}" for n, v in decision["worst_family_loss_vs_iforest"].items()), "",
-              f"Decision: best candidate `{best}` ({pct(overall[best])} vs current {pct(overall['current'])}); "
-              f"`auto` = `{decision['adopted']}`."]
-    lines += shared_record(detectors, decision["adopted"])
+    lines += decision_lines(decision)
+    lines += shared_record(detectors, decision["adopted"], ["iforest", "current", "selected-1", "selected-3"])
     (OUT / "anomaly_selection.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -40,14 +40,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from dxlab.anomaly.benchmark import Dataset, evaluate_dataset, find_datasets, load_dataset
+from dxlab.anomaly.benchmark import Dataset
 from dxlab.anomaly.detectors import EnsembleDetector, make_detector
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from anomaly_selection import SEEDS, SHARED, anomaly_table, dev_suite  # noqa: E402
+from anomaly_selection import (  # noqa: E402
+    SEEDS, anomaly_table, decide, decision_lines, dev_suite, evaluate_suite, shared_record)
 
 OUT = Path(__file__).resolve().parent
 CANDIDATES = ("iforest", "knn", "inne", "iforest+knn", "iforest+inne")
@@ -95,52 +95,25 @@ def rules() -> dict:
             "current": EnsembleDetector(("iforest", "knn", "ecod"), random_state=42)}
 
 
-def shared_record(detectors: dict, adopted: str) -> list[str]:
-    """After the decision, for the record only: the rules on the shared ADBench files (when they are beside)."""
-    if not SHARED.is_dir():
-        return ["", f"({SHARED} not found: the shared files were not run.)"]
-    names = list(detectors)
-    runs = pd.concat([evaluate_dataset(load_dataset(p), detectors, SEEDS)[0] for p in find_datasets(SHARED)])
-    table = runs.groupby(["dataset", "detector"])["roc_auc"].mean().unstack("detector")[names]
-    lines = ["", "## For the record: the same rules on the shared ADBench files, run once after the decision", "",
-             f"Not used for any choice (`auto` = `{adopted}` was decided above). ROC-AUC x100, protocol `clean`.", "",
-             "| dataset | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for name, row in table.iterrows():
-        lines.append(f"| {name} | " + " | ".join(f"{100 * row[n]:.1f}" for n in names) + " |")
-    lines.append("| **mean** | " + " | ".join(f"**{100 * table[n].mean():.1f}**" for n in names) + " |")
-    return lines
-
-
 def main() -> int:
     start = time.perf_counter()
-    suite = {family: tables for family, tables in dev_suite().items()}
+    suite = dev_suite()
     clinical = {name: [clinical_table(name)] for name in CLINICAL}
     suite.update(clinical)
-    detectors, rows = rules(), []
-    for family, tables in suite.items():
-        for table in tables:
-            runs, _ = evaluate_dataset(table, detectors, SEEDS)
-            runs["family"] = family
-            rows.append(runs)
-            if family in clinical:
-                print(f"{table.name}: n={len(table.y)} d={table.X.shape[1]} anomalies={int(table.y.sum())}",
-                      flush=True)
-    runs = pd.concat(rows)
+    detectors = rules()
+
+    def report(family, table, first):
+        if family in clinical:
+            print(f"{table.name}: n={len(table.y)} d={table.X.shape[1]} anomalies={int(table.y.sum())}", flush=True)
+
+    runs = evaluate_suite(suite, detectors, report)
     per_table = runs.groupby(["family", "dataset", "detector"])["roc_auc"].mean().unstack("detector")
     per_family = per_table.groupby("family", sort=False).mean().loc[list(suite)]
     overall = per_family.mean()
     clinical_mean = per_family.loc[list(clinical)].mean()
     names = list(detectors)
-
-    def worst_loss(name):
-        return float((per_family[name] - per_family["iforest"]).min())
-
-    best = max(CANDIDATES, key=lambda n: overall[n])
-    adopt = (overall[best] - overall["current"] >= 0.005) and worst_loss(best) >= worst_loss("current")
-    decision = {"best_candidate": best, "adopted": best if adopt else "current",
-                "mean": {n: float(overall[n]) for n in names},
-                "clinical_mean": {n: float(clinical_mean[n]) for n in names},
-                "worst_family_loss_vs_iforest": {n: worst_loss(n) for n in ("current", *CANDIDATES)}}
+    decision = decide(per_family, CANDIDATES)
+    decision["clinical_mean"] = {n: float(clinical_mean[n]) for n in names}
     result = {"per_table": per_table.droplevel("family").round(4).to_dict(orient="index"),
               "per_family": per_family.round(4).to_dict(orient="index"), "decision": decision,
               "seconds": round(time.perf_counter() - start, 1)}
@@ -157,11 +130,8 @@ def main() -> int:
         lines.append(f"| {family} | {size} | " + " | ".join(pct(row[n]) for n in names) + " |")
     lines.append("| **clinical (9)** | | | " + " | ".join(f"**{pct(clinical_mean[n])}**" for n in names) + " |")
     lines.append("| **all (14)** | | | " + " | ".join(f"**{pct(overall[n])}**" for n in names) + " |")
-    lines += ["", "Worst family loss against Isolation Forest: " + ", ".join(
-        f"{n} {100 * v:+.1f}" for n, v in decision["worst_family_loss_vs_iforest"].items()), "",
-              f"Decision: best candidate `{best}` ({pct(overall[best])} vs current {pct(overall['current'])}); "
-              f"`auto` = `{decision['adopted']}`."]
-    lines += shared_record(detectors, decision["adopted"])
+    lines += decision_lines(decision)
+    lines += shared_record(detectors, decision["adopted"], names)
     (OUT / "anomaly_selection_clinical.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -64,13 +64,11 @@ def cmd_readme(args: argparse.Namespace) -> int:
     external_bench = root / "bench" / "external.md"
     if external_bench.exists():
         blocks["external-bench"] = external_bench.read_text().split("\n", 1)[1].strip()
-    selection = root / "bench" / "anomaly_selection.md"
-    if selection.exists():
-        blocks["anomaly-selection"] = selection.read_text().split("\n", 1)[1].strip().replace("\n## ", "\n#### ")
-    clinical = root / "bench" / "anomaly_selection_clinical.md"
-    if clinical.exists():
-        blocks["anomaly-selection-clinical"] = clinical.read_text().split("\n", 1)[1].strip().replace("\n## ",
-                                                                                                      "\n#### ")
+    for name, report in (("anomaly-selection", "anomaly_selection.md"),
+                         ("anomaly-selection-clinical", "anomaly_selection_clinical.md")):
+        selection = root / "bench" / report
+        if selection.exists():
+            blocks[name] = selection.read_text().split("\n", 1)[1].strip().replace("\n## ", "\n#### ")
     for name, report in (("anomaly-benchmark", "anomaly_benchmark.md"),
                          ("anomaly-benchmark-adbench", "anomaly_benchmark_adbench.md")):
         bench = root / "reports" / report

@@ -202,16 +202,19 @@ def evaluate_dataset(dataset: Dataset, detectors: Mapping, seeds: Sequence[int],
 
 
 def run_benchmark(data_dir: str | Path, out_dir: str | Path, detectors: Mapping | None = None,
-                  seeds: Sequence[int] = (0, 1, 2), *, test_size: float = 0.3, protocol: str = "clean",
+                  seeds: Sequence[int] | None = None, *, test_size: float = 0.3, protocol: str = "clean",
                   published: Mapping | None = None, figures: bool = True, figures_dir: str | Path | None = None,
                   explain_top: int = 10, max_plot_points: int = 2000,
                   progress: Callable[[str], None] | None = None) -> dict:
     """Evaluate every detector on every .npz file of ``data_dir``; write the outputs (module docstring) into
-    ``out_dir`` and return the results dict of ``results.json``. All files are checked before any is run."""
+    ``out_dir`` and return the results dict of ``results.json``. All files are checked before any is run.
+    ``seeds`` default to the protocol's: 0 1 2 for ``clean``, ADBench's 1 2 3 for ``adbench``."""
     start = time.perf_counter()
     say = progress or log.info
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if seeds is None:
+        seeds = ADBENCH_SEEDS if protocol == "adbench" else (0, 1, 2)
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("at least one seed is needed")
@@ -414,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         published = OmegaConf.to_container(cfg.anomaly.benchmark.published_roc_auc)
     protocol = args.protocol or bench.get("protocol", "clean")
     options = dict(
-        seeds=args.seeds or (list(ADBENCH_SEEDS) if protocol == "adbench" else list(bench.get("seeds", (0, 1, 2)))),
+        seeds=args.seeds or (None if protocol == "adbench" else bench.get("seeds")),  # None: the protocol's
         test_size=float(bench.get("test_size", 0.3)),
         protocol=protocol,
         published=published,
