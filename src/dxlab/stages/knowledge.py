@@ -1,25 +1,23 @@
-"""Stage `knowledge`: parse the HPO ontology and disease annotations into parquet tables."""
+"""Stage `knowledge`: parse the HPO releases listed in `knowledge.sources`, merged, into parquet tables."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dxlab.knowledge.base import build_knowledge, write_knowledge
+from dxlab.knowledge.base import build_knowledge_report, knowledge_metrics, write_knowledge
 from dxlab.stages._runner import main_for, write_json
 
 
 def run(cfg: DictConfig) -> dict:
     k = cfg.knowledge
-    tables = build_knowledge(k.hpo_dir, k.default_frequency, OmegaConf.to_container(k.frequency_categories),
-                             list(k.databases))
-    out = Path(cfg.paths.knowledge)
-    write_knowledge(tables, out)
-    ann = tables["annotations"]
-    metrics = {"n_terms": len(tables["terms"]), "n_diseases": len(tables["diseases"]),
-               "n_annotations": len(ann), "n_negated_annotations": int(ann["negated"].sum()),
-               "share_annotations_with_frequency": float(ann["frequency_known"].mean())}
+    sources = [instantiate(source) for source in k.sources]
+    tables, merge_report = build_knowledge_report(sources, k.default_frequency,
+                                                  OmegaConf.to_container(k.frequency_categories), list(k.databases))
+    write_knowledge(tables, Path(cfg.paths.knowledge))
+    metrics = knowledge_metrics(tables, merge_report, k.default_frequency)
     write_json(metrics, Path(cfg.paths.reports) / "stages" / "knowledge.json")
     return metrics
 
