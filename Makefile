@@ -64,7 +64,7 @@ $(VENV)/airflow/.installed: $(STAMP)
 # that the knowledge stage reads like any downloaded release (conf/knowledge/merged.yaml).
 HPO3_VERSION := 1.5.1
 HPO3_RELEASE := data/external/hpo/hpo3-$(HPO3_VERSION)
-.PHONY: hpo3-release
+.PHONY: hpo3-release knowledge-coverage
 hpo3-release: $(HPO3_RELEASE)/phenotype.hpoa
 
 $(VENV)/hpo3/.installed-$(HPO3_VERSION):
@@ -75,6 +75,10 @@ $(VENV)/hpo3/.installed-$(HPO3_VERSION):
 
 $(HPO3_RELEASE)/phenotype.hpoa: $(VENV)/hpo3/.installed-$(HPO3_VERSION) scripts/export_hpo3.py
 	$(VENV)/hpo3/bin/python scripts/export_hpo3.py $(HPO3_RELEASE)
+
+# Share of the shared case reports whose disease each knowledge source annotates (reports/knowledge_coverage.md).
+knowledge-coverage: setup hpo3-release
+	$(PY) bench/knowledge_coverage.py
 
 SWEEP ?= model=logreg,rf,xgb,mlp,bayes,ensemble augment=none,class_weight,smote,knowledge
 sweep: setup
