@@ -1,0 +1,494 @@
+"""English free text -> mentions of HPO terms with character spans and an assertion each.
+
+    annotator = Annotator().fit(Knowledge.load("data/knowledge"))            # dictionary only
+    annotator = Annotator().fit(knowledge, documents=read_corpus(paths))     # + names and a filter learned from text
+    annotator.annotate("Hypotonic since infancy; no seizures.")
+    -> [Mention(0, 9, 'Hypotonic', 'HP:0001252', 'present'), Mention(28, 36, 'seizures', 'HP:0001250', 'negated')]
+
+How a mention is found: the text is cut into sentences and clauses (; : brackets, and commas); within a clause every
+run of words whose normal forms the dictionary knows is looked up by its bag of content words (word order free),
+first in exact form, then in root form, then without qualifying modifiers ("severe", "bilateral"). Lists that
+share a head ("ear, oral, and craniofacial anomalies") are read as one name per member. Abbreviations match
+case-sensitively: the dictionary's ("VSD"), and those a text defines ("basal cell carcinoma (BCC)"). Overlaps
+keep the longest match; a shorter match nested inside it is kept too (`nested`), as annotators do. ConText
+(`context.py`) then gives each mention its assertion. With learned parts, names seen in annotated text are added
+and a classifier trained on annotated documents drops the document-level candidates annotators would not mark.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from dxlab.text.context import FAMILY, FIRST_DEGREE, NEGATED, PRESENT, UNCERTAIN, assert_mentions
+from dxlab.text.lexicon import LEARNED, MODIFIERS, SOURCES, STOPWORDS, Entry, Lexicon, collapse
+from dxlab.text.normalise import CLAUSE_BREAKS, Token, exact_form, root_form, sentence_bounds, tokenize
+
+MAX_CHARS = 1_000_000  # longer texts are refused with a clear error (the API and the command report it)
+PHENOTYPIC_ABNORMALITY = "HP:0000118"
+# HPO branches a mention may come from. Qualifiers of a finding (severity, laterality, "affected") are not findings;
+# the clinical course (onset, progression) and variability are, as annotators of case texts mark them.
+BRANCHES = {
+    "phenotype": "HP:0000118", "inheritance": "HP:0000005", "course": "HP:0031797", "variability": "HP:0003812",
+    "modifier": "HP:0012823", "frequency": "HP:0040279", "history": "HP:0032443", "blood_group": "HP:0032223",
+}
+# Functions and organs a text calls normal ("hearing normal", "normal development"): the finding is excluded.
+NORMAL_FINDINGS = {
+    ("hearing",): "Hearing impairment", ("vision",): "Visual impairment", ("eyesight",): "Visual impairment",
+    ("visual", "acuity"): "Visual impairment", ("intelligence",): "Intellectual disability",
+    ("cognition",): "Intellectual disability", ("iq",): "Intellectual disability",
+    ("development",): "Global developmental delay", ("psychomotor", "development"): "Global developmental delay",
+    ("milestone",): "Global developmental delay", ("growth",): "Growth abnormality",
+    ("height",): "Short stature", ("stature",): "Short stature", ("tone",): "Abnormal muscle tone",
+    ("muscle", "tone"): "Abnormal muscle tone", ("head", "circumference"): "Abnormality of skull size",
+    ("echocardiogram",): "Abnormal heart morphology", ("echocardiography",): "Abnormal heart morphology",
+    ("brain", "mri"): "Abnormal brain morphology", ("eeg",): "Abnormal EEG", ("electroencephalogram",): "Abnormal EEG",
+}
+
+
+class TextError(ValueError):
+    """Input the annotator cannot read (not text, or too long); the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    start: int  # character offsets into the text: text[start:end] == self.text
+    end: int
+    text: str
+    hpo_id: str
+    assertion: str  # present | negated | uncertain | family
+    relative: str = ""  # for family mentions: "maternal uncle", or "family" when unnamed
+    label: str = ""  # the term's name in the pinned release
+    source: str = ""  # label | synonym | variant | learned | abbreviation | normal
+    score: float = 1.0  # the filter's probability that an annotator would mark this term (1 without a filter)
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        if not self.relative:
+            out.pop("relative")
+        return out
+
+
+@dataclass(slots=True)
+class Candidate:
+    first: int  # token indices into the document, inclusive / exclusive
+    last: int
+    hpo_id: str
+    rank: int
+    level: int  # 0 exact, 1 root, 2 modifiers dropped, 3 coordination, 4 abbreviation
+    n_words: int
+    nested: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+class Annotator:
+    """Concept recognition for HPO terms with assertions. See the module docstring.
+
+    Parameters choose the dictionary (ablations switch them off one by one); `learn` adds the parts learned from
+    annotated documents passed to `fit` (names seen in them, and the document-level filter).
+    """
+
+    def __init__(self, knowledge_dir: str | None = None, synonyms: bool = True, variants: bool = True,
+                 roots: bool = True, modifiers: bool = True, coordination: bool = True, abbreviations: bool = True,
+                 nested: bool = True, branches: Sequence[str] = ("phenotype", "inheritance", "course", "variability"),
+                 learn: bool = True, min_learned_count: int = 2, min_learned_precision: float = 0.3,
+                 threshold: float = 0.5, seed: int = 0):
+        self.knowledge_dir = knowledge_dir
+        self.synonyms = synonyms
+        self.variants = variants
+        self.roots = roots
+        self.modifiers = modifiers
+        self.coordination = coordination
+        self.abbreviations = abbreviations
+        self.nested = nested
+        self.branches = branches
+        self.learn = learn
+        self.min_learned_count = min_learned_count
+        self.min_learned_precision = min_learned_precision
+        self.threshold = threshold
+        self.seed = seed
+
+    # -- fitting ----------------------------------------------------------------------------------------------------
+    def fit(self, knowledge=None, documents: Sequence[dict] | None = None) -> "Annotator":
+        """Build the dictionary from the knowledge tables; with annotated documents, learn names and the filter.
+
+        documents: dicts with "text" and "mentions" ([{"start", "end", "hpo_id", "negated"}]), as in the shared
+        corpora. Without them the annotator is the dictionary and ConText alone.
+        """
+        if knowledge is None:
+            from dxlab.knowledge.base import Knowledge
+
+            if self.knowledge_dir is None:
+                raise ValueError("Annotator.fit needs knowledge tables: pass knowledge= or set knowledge_dir")
+            knowledge = Knowledge.load(self.knowledge_dir)
+        terms = knowledge.terms
+        roots = [BRANCHES[b] for b in self.branches]
+        keep = [any(r in anc for r in roots) for anc in terms["ancestors"]]
+        terms = terms[keep]
+        self.terms_ = dict(zip(terms["id"], terms["name"]))
+        self.depth_ = {t: int(d) for t, d in zip(terms["id"], terms["depth"])}
+        self.ic_ = {t: float(v) for t, v in zip(terms["id"], terms["ic"])}
+        self.ancestors_ = {t: frozenset(a) for t, a in zip(terms["id"], terms["ancestors"])}
+        self.alias_ = dict(zip(knowledge.aliases["alias"], knowledge.aliases["id"]))
+        self.lexicon_ = Lexicon.from_terms(terms["id"], terms["name"], terms["synonyms"], variants=self.variants,
+                                           use_synonyms=self.synonyms)
+        by_name = {n.lower(): t for t, n in zip(knowledge.terms["id"], knowledge.terms["name"])}
+        self.normal_findings_ = {k: by_name[v.lower()] for k, v in NORMAL_FINDINGS.items() if v.lower() in by_name}
+        self.filter_ = None
+        self.learned_ = None  # Lexicon of names learned from annotated text (learn.py)
+        self.overrides_: frozenset = frozenset()  # learned names that replace the dictionary's reading of a key
+        if documents and self.learn:
+            from dxlab.text.learn import fit_learned
+
+            fit_learned(self, documents)
+        return self
+
+    def normalise_id(self, hpo_id: str) -> str:
+        """Primary id of an alt or obsolete id of the pinned release."""
+        return hpo_id if hpo_id in self.terms_ else self.alias_.get(hpo_id, hpo_id)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:
+            pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def load(path: str | Path) -> "Annotator":
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+
+    # -- annotation -------------------------------------------------------------------------------------------------
+    def annotate(self, text: str) -> list[Mention]:
+        """Mentions of HPO terms in `text`, in text order, each with its assertion (see the module docstring)."""
+        text = check_text(text)
+        if not text.strip():
+            return []
+        tokens = tokenize(text)
+        candidates = self._candidates(text, tokens)
+        mentions = self._assert(text, tokens, candidates)
+        if self.filter_ is not None:
+            from dxlab.text.learn import apply_filter
+
+            mentions = apply_filter(self, text, tokens, candidates, mentions)
+        return mentions
+
+    def annotate_many(self, texts: Iterable[str]) -> list[list[Mention]]:
+        return [self.annotate(t) for t in texts]
+
+    # -- candidates -------------------------------------------------------------------------------------------------
+    def _candidates(self, text: str, tokens: list[Token]) -> list[Candidate]:
+        found: list[Candidate] = []
+        for segment in _segments(text, tokens):
+            found.extend(self._match_segment(segment))
+        if self.coordination:
+            found.extend(self._coordinations(text, tokens))
+        if self.abbreviations:
+            found.extend(self._abbreviations(text, tokens, found))
+        found.extend(self._normal_statements(text, tokens))
+        return self._resolve(found)
+
+    def _match_segment(self, segment: list[Token]) -> list[Candidate]:
+        lex, learned = self.lexicon_, self.learned_
+        content = [t for t in segment if t.exact not in STOPWORDS]
+        out = []
+        limit = max(lex.max_words, learned.max_words if learned else 0) + 2
+        for i in range(len(content)):
+            for j in range(i, min(len(content), i + limit)):
+                tok = content[j]
+                if not (tok.exact in lex.exact_vocab or tok.root in lex.root_vocab or tok.exact in MODIFIERS
+                        or learned is not None and tok.exact in learned.exact_vocab):
+                    break
+                window = content[i:j + 1]
+                hit = self._lookup(window)
+                if hit is not None:
+                    entries, level = hit
+                    out.append(self._candidate(window, entries, level))
+        return out
+
+    def _lookup(self, window: list[Token]):
+        """(entries, level) for a run of words: learned overrides, then the dictionary's exact names, learned
+        names, roots, and last the run without its modifiers."""
+        lex, learned = self.lexicon_, self.learned_
+        exact = tuple(sorted(t.exact for t in window))
+        if learned is not None and exact in self.overrides_:
+            return learned.exact[exact], 0
+        entries = lex.exact.get(exact) or (learned.exact.get(exact) if learned is not None else None)
+        if entries:
+            return entries, 0
+        if self.roots:
+            entries = lex.root.get(tuple(sorted(t.root for t in window)))
+            if entries:
+                return entries, 1
+        if self.modifiers and len(window) > 1:
+            core = [t for t in window if t.exact not in MODIFIERS]
+            if core and len(core) < len(window):
+                key = tuple(sorted(t.exact for t in core))
+                entries = lex.exact.get(key) or (learned.exact.get(key) if learned is not None else None)
+                if not entries and self.roots:
+                    entries = lex.root.get(tuple(sorted(t.root for t in core)))
+                if entries:
+                    return entries, 2
+        return None
+
+    def _candidate(self, window: list[Token], entries: list[Entry], level: int) -> Candidate:
+        entry = collapse(entries, self.depth_)[0]
+        return Candidate(window[0].index, window[-1].index + 1, entry.hpo_id, entry.rank, level, len(window))
+
+    def _coordinations(self, text: str, tokens: list[Token]) -> list[Candidate]:
+        """'ear, oral, and craniofacial anomalies' -> ear anomaly, oral anomaly, craniofacial anomaly (and the
+        mirror 'pits of the palms and soles'): each member joined to the shared head is looked up."""
+        out = []
+        n = len(tokens)
+        for i in range(1, n - 1):
+            if tokens[i].exact not in ("and", "or"):
+                continue
+            # members before the conjunction: single words separated by commas (or 'and/or')
+            members = [i - 1]
+            k = i - 1
+            while k >= 2 and text[tokens[k - 1].end:tokens[k].start].strip() == "," and \
+                    tokens[k - 1].exact not in STOPWORDS:
+                members.append(k - 1)
+                k -= 1
+            if k >= 1 and text[tokens[k - 1].end:tokens[k].start].strip() == "," and False:
+                pass
+            after = i + 1
+            if after < n and tokens[after].exact in ("or", "and"):
+                after += 1  # "and/or"
+            if after >= n:
+                continue
+            # forward head: the conjunct after 'and' is one word, the head follows it ("renal and ear anomalies")
+            for head_len in (1, 2, 3):
+                head = tokens[after + 1:after + 1 + head_len]
+                if len(head) < head_len or any(_crosses(text, a, b) for a, b in zip(head, head[1:])) or \
+                        (head and _crosses(text, tokens[after], head[0])):
+                    break
+                head_content = [t for t in head if t.exact not in STOPWORDS]
+                if not head_content:
+                    continue
+                for m in members:
+                    if tokens[m].exact in STOPWORDS or tokens[m].exact in MODIFIERS:
+                        continue
+                    hit = self._lookup([tokens[m], *head_content])
+                    if hit is not None:
+                        cand = self._candidate([tokens[m], *head_content], *hit)
+                        cand.first, cand.last, cand.level = m, head[-1].index + 1, 3
+                        out.append(cand)
+            # backward head: "pits of the palms and soles", "hypoplasia of the radius and ulna"
+            second = tokens[after]
+            if second.exact in STOPWORDS:
+                continue
+            j = i - 1
+            while j >= 0 and tokens[j].exact in STOPWORDS | {tokens[i - 1].exact} and j > i - 4:
+                j -= 1
+            for head_start in range(max(0, i - 6), i - 1):
+                head = [t for t in tokens[head_start:i - 1] if t.exact not in STOPWORDS]
+                if not head or any(_crosses(text, a, b) for a, b in zip(tokens[head_start:i], tokens[head_start + 1:i])):
+                    continue
+                hit = self._lookup([*head, second])
+                if hit is not None and self._lookup([*head, tokens[i - 1]]) is not None:
+                    cand = self._candidate([*head, second], *hit)
+                    cand.first, cand.last, cand.level = head_start, after + 1, 3
+                    out.append(cand)
+                    break
+        return out
+
+    def _abbreviations(self, text: str, tokens: list[Token], found: list[Candidate]) -> list[Candidate]:
+        out = []
+        lex = self.lexicon_
+        defined: dict[str, str] = {}
+        # "long form (ABBR)": the abbreviation stands for the matched term in the rest of the text
+        ends = {}
+        for c in found:
+            if c.level <= 2:
+                ends.setdefault(c.last, c)
+        bracketed = set()  # abbreviations the text defines: the dictionary's meaning no longer applies
+        for i, tok in enumerate(tokens):
+            if i == 0 or not _is_abbreviation(tok.text):
+                continue
+            if text[tokens[i - 1].end:tok.start].strip().endswith("(") and text[tok.end:tok.end + 1] in ")/;,":
+                bracketed.add(tok.text)
+                cand = ends.get(i)
+                if cand is not None and text[tokens[i - 1].end:tok.start].strip() == "(":
+                    defined[tok.text] = cand.hpo_id
+        for tok in tokens:
+            word = tok.text
+            stem = word[:-1] if word.endswith("s") and _is_abbreviation(word[:-1]) else word
+            if stem in defined:
+                out.append(Candidate(tok.index, tok.index + 1, defined[stem], 1, 4, 1))
+            elif stem in lex.abbreviations and stem not in bracketed:
+                entry = collapse(lex.abbreviations[stem], self.depth_)[0]
+                out.append(Candidate(tok.index, tok.index + 1, entry.hpo_id, entry.rank, 4, 1))
+        return out
+
+    def _normal_statements(self, text: str, tokens: list[Token]) -> list[Candidate]:
+        """'hearing normal', 'normal development', 'hearing was normal' -> the finding, excluded."""
+        out = []
+        for i, tok in enumerate(tokens):
+            if tok.exact not in ("normal", "normally", "unremarkable"):
+                continue
+            for words, hpo_id in self.normal_findings_.items():
+                n = len(words)
+                after = tokens[i + 1:i + 1 + n]
+                before_span = tokens[max(0, i - n - 2):i]
+                if [t.exact for t in after] == list(words) and not _crosses_any(text, [tok, *after]):
+                    out.append(Candidate(i, i + 1 + n, hpo_id, 0, 5, n + 1, extra={"normal": True}))
+                    break
+                for s in range(len(before_span) - n + 1):
+                    chunk = before_span[s:s + n]
+                    rest = before_span[s + n:]
+                    if [t.exact for t in chunk] == list(words) and all(t.exact in ("is", "was", "were", "are", "be",
+                                                                                       "been") for t in rest) \
+                            and not _crosses_any(text, [*chunk, *rest, tok]):
+                        out.append(Candidate(chunk[0].index, i + 1, hpo_id, 0, 5, n + 1, extra={"normal": True}))
+                        break
+        return out
+
+    def _resolve(self, found: list[Candidate]) -> list[Candidate]:
+        """Longest first; a match crossing a longer one is dropped, one nested inside it kept when `nested`."""
+        found.sort(key=lambda c: (-(c.last - c.first), -c.n_words, c.level, c.rank, c.first))
+        kept: list[Candidate] = []
+        for c in found:
+            clash = False
+            for k in kept:
+                if c.first >= k.last or k.first >= c.last:
+                    continue
+                inside = k.first <= c.first and c.last <= k.last
+                if inside and c.hpo_id == k.hpo_id:
+                    clash = True
+                    break
+                if not inside or not self.nested or k.level == 3 and c.level != 3 or k.extra.get("normal"):
+                    clash = True
+                    break
+                c.nested = True
+            if not clash:
+                kept.append(c)
+        kept.sort(key=lambda c: (c.first, c.last))
+        return kept
+
+    # -- assertions -------------------------------------------------------------------------------------------------
+    def _assert(self, text: str, tokens: list[Token], candidates: list[Candidate]) -> list[Mention]:
+        mentions: list[Mention] = []
+        if not candidates:
+            return mentions
+        for s_start, s_end in _assertion_units(text):
+            lo = _first_at(tokens, s_start)
+            hi = _first_at(tokens, s_end)
+            inside = [c for c in candidates if lo <= c.first < hi]
+            if not inside:
+                continue
+            words = tokens[lo:hi]
+            spans = [(c.first - lo, min(c.last, hi) - lo) for c in inside]
+            for c, (assertion, relative) in zip(inside, assert_mentions(words, spans)):
+                if c.extra.get("normal"):
+                    assertion, relative = (NEGATED, "") if assertion == PRESENT else (assertion, relative)
+                    if assertion == NEGATED and _negated_normal(words, c.first - lo):
+                        assertion = PRESENT  # "not normal"
+                start, end = tokens[c.first].start, tokens[c.last - 1].end
+                source = "abbreviation" if c.level == 4 else "normal" if c.level == 5 else SOURCES[c.rank]
+                mentions.append(Mention(start, end, text[start:end], c.hpo_id, assertion, relative,
+                                        self.terms_.get(c.hpo_id, ""), source))
+        return mentions
+
+
+def _negated_normal(words: list[Token], at: int) -> bool:
+    return any(w.exact in ("not", "no", "never") for w in words[max(0, at - 2):at + 3])
+
+
+def _is_abbreviation(word: str) -> bool:
+    return 2 <= len(word) <= 7 and word[0].isupper() and sum(c.isupper() for c in word) >= 2 and word.isalnum()
+
+
+def _crosses(text: str, a: Token, b: Token) -> bool:
+    """Whether the characters between two tokens break a clause (punctuation other than hyphen, slash, quote)."""
+    between = text[a.end:b.start]
+    return any(ch in CLAUSE_BREAKS or ch in ",.!?\n" for ch in between)
+
+
+def _crosses_any(text: str, run: list[Token]) -> bool:
+    return any(_crosses(text, a, b) for a, b in zip(run, run[1:]))
+
+
+def _segments(text: str, tokens: list[Token]) -> list[list[Token]]:
+    """Runs of tokens with no clause break between them."""
+    segments, current = [], []
+    for tok in tokens:
+        if current and _crosses(text, current[-1], tok):
+            segments.append(current)
+            current = []
+        current.append(tok)
+    if current:
+        segments.append(current)
+    return segments
+
+
+def _assertion_units(text: str) -> list[tuple[int, int]]:
+    """Sentences, cut again at semicolons (a negation never reaches past either)."""
+    units = []
+    for start, end in sentence_bounds(text):
+        pos = start
+        for k in range(start, end):
+            if text[k] == ";":
+                units.append((pos, k + 1))
+                pos = k + 1
+        units.append((pos, end))
+    return units
+
+
+def _first_at(tokens: list[Token], offset: int) -> int:
+    lo, hi = 0, len(tokens)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if tokens[mid].start < offset:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def check_text(text) -> str:
+    """The text as a str, or TextError saying why it cannot be read."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise TextError(f"not UTF-8 text ({err.reason} at byte {err.start})") from None
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return ""
+    if not isinstance(text, str):
+        raise TextError(f"expected text, got {type(text).__name__}")
+    if len(text) > MAX_CHARS:
+        raise TextError(f"text of {len(text):,} characters is longer than the limit of {MAX_CHARS:,}")
+    if "\x00" in text or sum(not (c.isprintable() or c.isspace()) for c in text[:10_000]) > 0.1 * min(len(text), 10_000):
+        raise TextError("binary data, not text (control characters)")
+    return text
+
+
+def patient_fields(mentions: Iterable[Mention]) -> dict:
+    """The canonical table's view of a note's mentions: findings, excluded, family history.
+
+    findings: HPO ids present in the patient; excluded: ids negated for the patient (never also in findings:
+    a term both affirmed and negated in one note stays a finding); uncertain: ids only suspected; family: the
+    relatives' findings ({"hpo_id", "relative"}), never the patient's; family_history: 1.0 when a first-degree
+    relative has a finding, else NaN (unknown), as the canonical table's column means.
+    """
+    present, negated, uncertain, family = [], [], [], []
+    for m in mentions:
+        bucket = {PRESENT: present, NEGATED: negated, UNCERTAIN: uncertain}.get(m.assertion)
+        if bucket is not None:
+            if m.hpo_id not in bucket:
+                bucket.append(m.hpo_id)
+        elif m.assertion == FAMILY and not any(f["hpo_id"] == m.hpo_id and f["relative"] == m.relative
+                                               for f in family):
+            family.append({"hpo_id": m.hpo_id, "relative": m.relative})
+    excluded = [t for t in negated if t not in present]
+    uncertain = [t for t in uncertain if t not in present and t not in excluded]
+    first_degree = any(set(f["relative"].split()) & FIRST_DEGREE for f in family)
+    return {"findings": present, "excluded": excluded, "uncertain": uncertain, "family": family,
+            "family_history": 1.0 if first_degree else float("nan")}
+
+
+__all__ = ["Annotator", "Mention", "TextError", "patient_fields", "check_text", "FAMILY", "NEGATED", "PRESENT",
+           "UNCERTAIN", "LEARNED", "exact_form", "root_form"]
