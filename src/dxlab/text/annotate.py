@@ -82,6 +82,8 @@ class Candidate:
     n_words: int
     nested: bool = False
     extra: dict = field(default_factory=dict)
+    alternatives: list = field(default_factory=list)  # other readings of the same words: (id, rank, level)
+    alternative: bool = False  # this candidate is another reading of a kept match
 
 
 class Annotator:
@@ -140,6 +142,7 @@ class Annotator:
         self.filter_ = None
         self.learned_ = None  # Lexicon of names learned from annotated text (learn.py)
         self.overrides_: frozenset = frozenset()  # learned names that replace the dictionary's reading of a key
+        self.alternatives_ = False  # propose every reading of ambiguous words (only with a filter to weigh them)
         if documents and self.learn:
             from dxlab.text.learn import fit_learned
 
@@ -205,32 +208,57 @@ class Annotator:
                 hit = self._lookup(window)
                 if hit is not None:
                     entries, level = hit
-                    out.append(self._candidate(window, entries, level))
+                    cand = self._candidate(window, entries, level)
+                    if self.alternatives_:
+                        cand.alternatives = self._alternatives(window, cand.hpo_id)
+                    out.append(cand)
         return out
 
-    def _lookup(self, window: list[Token]):
-        """(entries, level) for a run of words: learned overrides, then the dictionary's exact names, learned
-        names, roots, and last the run without its modifiers."""
+    def _alternatives(self, window: list[Token], chosen: str) -> list[tuple[str, int, int]]:
+        """Other terms the same words name (exact, root and learned readings): (id, rank, level) each. The
+        document-level filter weighs them against the chosen one."""
+        lex, learned = self.lexicon_, self.learned_
+        exact = tuple(sorted(t.exact for t in window))
+        root = tuple(sorted(t.root for t in window))
+        seen, out = {chosen}, []
+        for entries, level in ((lex.exact.get(exact), 0), (lex.root.get(root), 1),
+                               (learned.exact.get(exact) if learned is not None else None, 0)):
+            for e in entries or ():
+                if e.hpo_id not in seen:
+                    seen.add(e.hpo_id)
+                    out.append((e.hpo_id, e.rank, level))
+        return out
+
+    def _lookup(self, window: list[Token], loose: bool = True):
+        """(entries, level) for a run of words: learned overrides, then the dictionary's exact names and root
+        names (a label or synonym read through roots beats a generated variant read exactly), learned names, and
+        last (`loose`) the run without its modifiers."""
         lex, learned = self.lexicon_, self.learned_
         exact = tuple(sorted(t.exact for t in window))
         if learned is not None and exact in self.overrides_:
             return learned.exact[exact], 0
-        entries = lex.exact.get(exact) or (learned.exact.get(exact) if learned is not None else None)
-        if entries:
-            return entries, 0
-        if self.roots:
-            entries = lex.root.get(tuple(sorted(t.root for t in window)))
-            if entries:
-                return entries, 1
-        if self.modifiers and len(window) > 1:
-            core = [t for t in window if t.exact not in MODIFIERS]
-            if core and len(core) < len(window):
-                key = tuple(sorted(t.exact for t in core))
-                entries = lex.exact.get(key) or (learned.exact.get(key) if learned is not None else None)
-                if not entries and self.roots:
-                    entries = lex.root.get(tuple(sorted(t.root for t in core)))
-                if entries:
-                    return entries, 2
+        hit = self._best(lex, exact, tuple(sorted(t.root for t in window)) if self.roots else None)
+        if hit is None and learned is not None and exact in learned.exact:
+            hit = learned.exact[exact], 0
+        if hit is not None or not loose or not self.modifiers or len(window) < 2:
+            return hit
+        core = [t for t in window if t.exact not in MODIFIERS]
+        if not core or len(core) == len(window):
+            return None
+        key = tuple(sorted(t.exact for t in core))
+        hit = self._best(lex, key, tuple(sorted(t.root for t in core)) if self.roots else None)
+        if hit is None and learned is not None and key in learned.exact:
+            hit = learned.exact[key], 0
+        return (hit[0], 2) if hit is not None else None
+
+    @staticmethod
+    def _best(lex: Lexicon, exact: tuple, root: tuple | None):
+        by_exact = lex.exact.get(exact)
+        by_root = lex.root.get(root) if root is not None else None
+        if by_exact and (not by_root or by_exact[0].rank <= by_root[0].rank):
+            return by_exact, 0
+        if by_root:
+            return by_root, 1
         return None
 
     def _candidate(self, window: list[Token], entries: list[Entry], level: int) -> Candidate:
@@ -252,8 +280,6 @@ class Annotator:
                     tokens[k - 1].exact not in STOPWORDS:
                 members.append(k - 1)
                 k -= 1
-            if k >= 1 and text[tokens[k - 1].end:tokens[k].start].strip() == "," and False:
-                pass
             after = i + 1
             if after < n and tokens[after].exact in ("or", "and"):
                 after += 1  # "and/or"
@@ -271,7 +297,7 @@ class Annotator:
                 for m in members:
                     if tokens[m].exact in STOPWORDS or tokens[m].exact in MODIFIERS:
                         continue
-                    hit = self._lookup([tokens[m], *head_content])
+                    hit = self._lookup([tokens[m], *head_content], loose=False)
                     if hit is not None:
                         cand = self._candidate([tokens[m], *head_content], *hit)
                         cand.first, cand.last, cand.level = m, head[-1].index + 1, 3
@@ -280,17 +306,20 @@ class Annotator:
             second = tokens[after]
             if second.exact in STOPWORDS:
                 continue
-            j = i - 1
-            while j >= 0 and tokens[j].exact in STOPWORDS | {tokens[i - 1].exact} and j > i - 4:
-                j -= 1
-            for head_start in range(max(0, i - 6), i - 1):
-                head = [t for t in tokens[head_start:i - 1] if t.exact not in STOPWORDS]
-                if not head or any(_crosses(text, a, b) for a, b in zip(tokens[head_start:i], tokens[head_start + 1:i])):
-                    continue
-                hit = self._lookup([*head, second])
-                if hit is not None and self._lookup([*head, tokens[i - 1]]) is not None:
+            of = i - 2
+            while of >= 0 and tokens[of].exact in ("the", "both"):
+                of -= 1
+            if of < 1 or tokens[of].exact != "of" or _crosses_any(text, tokens[of:after + 1]):
+                continue
+            for head_start in range(of - 1, max(-1, of - 4), -1):
+                run = tokens[head_start:of]
+                head = [t for t in run if t.exact not in STOPWORDS]
+                if not head or _crosses_any(text, tokens[head_start:of + 1]):
+                    break
+                hit = self._lookup([*head, second], loose=False)
+                if hit is not None and self._lookup([*head, tokens[i - 1]], loose=False) is not None:
                     cand = self._candidate([*head, second], *hit)
-                    cand.first, cand.last, cand.level = head_start, after + 1, 3
+                    cand.first, cand.last, cand.level = head[0].index, after + 1, 3
                     out.append(cand)
                     break
         return out
@@ -347,24 +376,35 @@ class Annotator:
         return out
 
     def _resolve(self, found: list[Candidate]) -> list[Candidate]:
-        """Longest first; a match crossing a longer one is dropped, one nested inside it kept when `nested`."""
-        found.sort(key=lambda c: (-(c.last - c.first), -c.n_words, c.level, c.rank, c.first))
+        """Longest first; a match crossing a longer one is dropped, one nested inside it kept when `nested`. Members
+        of lists come last: kept unless they cross a direct match (they may contain one: 'palmar and plantar pits')."""
+        direct = [c for c in found if c.level != 3]
+        direct.sort(key=lambda c: (-(c.last - c.first), -c.n_words, c.level, c.rank, c.first))
         kept: list[Candidate] = []
-        for c in found:
+        for c in direct:
             clash = False
             for k in kept:
                 if c.first >= k.last or k.first >= c.last:
                     continue
                 inside = k.first <= c.first and c.last <= k.last
-                if inside and c.hpo_id == k.hpo_id:
-                    clash = True
-                    break
-                if not inside or not self.nested or k.level == 3 and c.level != 3 or k.extra.get("normal"):
+                if not inside or c.hpo_id == k.hpo_id or not self.nested or k.extra.get("normal"):
                     clash = True
                     break
                 c.nested = True
             if not clash:
                 kept.append(c)
+        listed = sorted((c for c in found if c.level == 3), key=lambda c: (c.first, c.last))
+        for c in listed:
+            overlapping = [k for k in kept if c.first < k.last and k.first < c.last]
+            crossing = any(not (k.first <= c.first and c.last <= k.last or c.first <= k.first and k.last <= c.last)
+                           for k in overlapping)
+            if crossing or any(k.hpo_id == c.hpo_id for k in overlapping):
+                continue
+            c.nested = any(k.first <= c.first and c.last <= k.last for k in overlapping)
+            kept.append(c)
+        for c in list(kept):
+            for hpo_id, rank, level in c.alternatives:
+                kept.append(Candidate(c.first, c.last, hpo_id, rank, level, c.n_words, c.nested, alternative=True))
         kept.sort(key=lambda c: (c.first, c.last))
         return kept
 

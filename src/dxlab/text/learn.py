@@ -4,8 +4,8 @@
    as (alt ids mapped to the pinned release). A name is kept when it was annotated in at least
    `min_learned_count` documents and, of the documents whose text contains it, in at least
    `min_learned_precision` of them. Where the dictionary reads the same words as another term, the learned term
-   replaces it only when annotators chose it at least twice as often ("severe mental retardation": Profound in
-   GSC+).
+   replaces it only when annotators chose it in three documents and never the dictionary's term ("severe
+   mental retardation": Profound in GSC+).
 2. The filter. A gradient-boosted classifier over document-level candidates (one row per term a document
    mentions), features from how the term was matched (exact, root, modifiers dropped, list, abbreviation; label,
    synonym, variant or learned name; nested), how often, where it sits in the ontology (depth, IC, branch, an
@@ -33,7 +33,7 @@ from dxlab.text.normalise import Token, tokenize
 LEVELS = 6  # exact, root, modifiers dropped, coordination, abbreviation, normal statement
 N_SOURCES = 4
 BRANCH_ROOTS = ("HP:0000118", "HP:0000005", "HP:0031797", "HP:0003812")
-N_FEATURES = 2 + LEVELS + N_SOURCES + 2 + 2 + 2 + len(BRANCH_ROOTS) + 2 + 4 + 2
+N_FEATURES = 2 + LEVELS + N_SOURCES + 2 + 2 + 2 + len(BRANCH_ROOTS) + 2 + 4 + 2 + 2
 
 
 @dataclass
@@ -103,12 +103,14 @@ def set_learned(annotator, stats: NameStats) -> None:
     learned = Lexicon()
     overrides = set()
     for key, ids in stats.annotated.items():
-        hpo_id, count = max(ids.items(), key=lambda kv: (kv[1], kv[0]))
+        ranked = sorted(ids.items(), key=lambda kv: (-kv[1], kv[0]))
+        hpo_id, count = ranked[0]
+        for other, n in ranked:
+            if n >= annotator.min_learned_count and n / max(stats.seen[key], n) >= annotator.min_learned_precision:
+                learned.add(other, " ".join(key), LEARNED)
         precision = count / max(stats.seen[key], count)
         if count < annotator.min_learned_count or precision < annotator.min_learned_precision:
             continue
-        name = " ".join(key)
-        learned.add(hpo_id, name, LEARNED)
         dictionary = annotator.lexicon_.exact.get(key)
         if dictionary and all(e.hpo_id != hpo_id for e in dictionary):
             rival = max(ids.get(e.hpo_id, 0) for e in dictionary)
@@ -140,13 +142,14 @@ def candidate_rows(annotator, text: str, tokens: list[Token], candidates, mentio
         source = np.zeros(N_SOURCES)
         for c in cands:
             source[min(c.rank, N_SOURCES - 1)] = 1
-        key_prec, key_seen = [], []
+        key_prec, key_seen, pair_prec = [], [], []
         for c in cands:
             key = tuple(sorted(t.exact for t in tokens[c.first:c.last] if t.exact not in STOPWORDS))
             seen = stats.seen.get(key, 0)
-            annotated = sum(stats.annotated.get(key, {}).values())
+            ids_of_key = stats.annotated.get(key, {})
             key_seen.append(seen)
-            key_prec.append((annotated + 0.5) / (seen + 1.0) if seen else -1.0)
+            key_prec.append((sum(ids_of_key.values()) + 0.5) / (seen + 1.0) if seen else -1.0)
+            pair_prec.append((ids_of_key.get(hpo_id, 0) + 0.5) / (seen + 1.0) if seen else -1.0)
         has_descendant = any(hpo_id in annotator.ancestors_.get(o, ()) for o in idset if o != hpo_id)
         has_ancestor = any(o in anc for o in idset if o != hpo_id)
         id_cand, id_gold = stats.id_candidate.get(hpo_id, 0), stats.id_gold.get(hpo_id, 0)
@@ -157,6 +160,7 @@ def candidate_rows(annotator, text: str, tokens: list[Token], candidates, mentio
             annotator.depth_.get(hpo_id, 0), annotator.ic_.get(hpo_id, 0.0),
             *[float(r in anc) for r in BRANCH_ROOTS], float(has_descendant), float(has_ancestor),
             max(key_prec), np.log1p(max(key_seen)), np.log1p(id_cand), (id_gold + 0.5) / (id_cand + 1.0),
+            max(pair_prec), float(all(c.alternative for c in cands)),
             np.log(n_chars), np.log1p(len(ids)),
         ])
     return ids, np.asarray(rows, dtype=float).reshape(len(ids), N_FEATURES)
@@ -187,6 +191,7 @@ def fit_learned(annotator, documents: Sequence[dict], inner_folds: int = 5) -> N
     folds = rng.permutation(len(docs)) % inner_folds
     X, y, doc_of, present_of = [], [], [], []
     n_observed = 0
+    annotator.alternatives_ = True
     work = copy.copy(annotator)
     work.filter_ = None
     if len(docs) >= 2 * inner_folds:

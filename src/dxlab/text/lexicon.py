@@ -35,7 +35,8 @@ MODIFIERS = frozenset(
     "occasional recurrent generalized diffuse focal isolated multiple several numerous many various "
     "congenital early late onset apparent obvious evident clinical clinically typical characteristic "
     "distinctive associated noted prominent variable borderline possible probable suspected mainly "
-    "predominantly predominant particularly especially also".split()
+    "predominantly predominant particularly especially also serum plasma level levels concentration "
+    "concentrations".split()
 )
 # Terms whose names are everyday words: never matched from the dictionary alone (a learned name may add them).
 _GENERIC_NAMES = frozenset({"all", "phenotypic abnormality", "clinical modifier", "frequency", "mode of inheritance",
@@ -146,6 +147,8 @@ def _insert(table: dict, key, entry: Entry) -> None:
         entries.append(entry)
 
 
+# Words of HPO names that texts leave out ("increased IgG" for "Increased circulating IgG concentration").
+_OPTIONAL = re.compile(r"\b(circulating|concentrations?|levels?|recurrent|in serum|in blood)\b", re.IGNORECASE)
 _SLASH = re.compile(r"\b(\w+)/(\w+)\b")
 
 
@@ -161,6 +164,9 @@ def name_variants(name: str) -> list[str]:
     if m and not m.group(1).isdigit() and len(m.group(1)) > 1 and len(m.group(2)) > 1:
         out.append(bare[:m.start()] + m.group(1) + bare[m.end():])
         out.append(bare[:m.start()] + m.group(2) + bare[m.end():])
+    plain = _OPTIONAL.sub(" ", bare)
+    if plain.split() != bare.split():
+        out.append(" ".join(plain.split()))
     words = len(content_words(w.lower() for w in name.split()))
     return [v for v in out if len(content_words(w.lower() for w in v.split())) > 1 or words <= 1]
 

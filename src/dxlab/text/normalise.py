@@ -89,7 +89,8 @@ _IRREGULAR = {"feet": "foot", "teeth": "tooth", "children": "child", "women": "w
               "exostoses": "exostosis", "anastomoses": "anastomosis", "metastases": "metastasis",
               "paralyses": "paralysis", "crises": "crisis", "analyses": "analysis", "diagnoses": "diagnosis",
               "prostheses": "prosthesis", "ectases": "ectasis", "stenoses": "stenosis", "fibroses": "fibrosis",
-              "ankyloses": "ankylosis", "hernias": "hernia", "herniae": "hernia", "vertebrae": "vertebra",
+              "ankyloses": "ankylosis", "pterygia": "pterygium", "chalazia": "chalazion", "myoclonias": "myoclonia",
+              "nares": "nostril", "naris": "nostril", "hernias": "hernia", "herniae": "hernia", "vertebrae": "vertebra",
               "bullae": "bulla", "fistulae": "fistula", "pleurae": "pleura", "sclerae": "sclera",
               "corneae": "cornea", "conjunctivae": "conjunctiva", "papillae": "papilla", "maculae": "macula",
               "tibiae": "tibia", "fibulae": "fibula", "ulnae": "ulna", "scapulae": "scapula", "patellae": "patella",
@@ -181,7 +182,7 @@ _ROOTS = {
     "pericardial": "pericardium", "pleural": "pleura", "bronchial": "bronchus", "peritoneal": "peritoneum",
     "hematologic": "blood", "hematological": "blood", "immunologic": "immune", "immunological": "immune",
     "lymphatic": "lymph", "dermatologic": "skin", "dermatological": "skin", "otologic": "ear", "otic": "ear",
-    "neurologic": "neurological", "neurological": "neurological", "behavioral": "behavior",
+    "neurologic": "neurological", "visual": "vision", "volume": "size", "neurological": "neurological", "behavioral": "behavior",
     "developmental": "development", "psychomotor": "psychomotor", "motoric": "motor", "mitochondrial": "mitochondria",
     # heads that GSC+-style texts and HPO use for the same grouping terms
     "abnormality": "abnormal", "anomaly": "abnormal", "anomalous": "abnormal", "malformation": "abnormal",
