@@ -19,9 +19,8 @@ import pandas as pd
 
 from dxlab.knowledge import hpo
 from dxlab.knowledge.base import Knowledge
+from dxlab.knowledge.demographics import male_share
 
-X_LINKED_RECESSIVE = "HP:0001419"
-X_LINKED = ("HP:0001417", "HP:0001419", "HP:0001423")
 RAW_COLUMNS = ["patient_id", "age", "sex", "family_history", "findings", "excluded_findings", "history",
                "height_cm", "weight_kg", "note", "diagnosis"]
 
@@ -43,7 +42,6 @@ class SimulatorConfig:
     missing_sex_rate: float = 0.02
     missing_family_history_rate: float = 0.3
     missing_measurements_rate: float = 0.25
-    x_linked_male_share: float = 0.85
     diagnostic_delay_years: float = 2.0
     default_age_range: tuple[float, float] = (0.0, 70.0)
     onset_age_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
@@ -155,11 +153,10 @@ def _age(model: _DiseaseModel, cfg: SimulatorConfig, rng: np.random.Generator) -
 
 
 def _sex(model: _DiseaseModel, cfg: SimulatorConfig, rng: np.random.Generator) -> str:
+    """A sex-specific disease's sex; otherwise male with the knowledge's P(male | modes of inheritance)."""
     if model.sex_specific in ("MALE", "FEMALE"):
         return model.sex_specific[0]
-    if X_LINKED_RECESSIVE in model.inheritance:
-        return "M" if rng.random() < cfg.x_linked_male_share else "F"
-    return "M" if rng.random() < 0.5 else "F"
+    return "M" if rng.random() < male_share("", model.inheritance) else "F"
 
 
 def _growth(age: float, sex: str, findings: set[str], rng: np.random.Generator) -> tuple[float, float]:
