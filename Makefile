@@ -12,7 +12,7 @@ export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING := false
 # (pipefail keeps pip's exit status; the braces stop grep's "nothing left" status from failing the line)
 PIP_QUIET := { grep -v -e "^WARNING: Location" -e "is ignored: it is neither" || true; }
 
-.PHONY: setup repro test ui params bench anomaly-bench ddxplus external sweep airflow-venv clean-data help
+.PHONY: setup repro test ui params bench anomaly-bench ddxplus external sweep airflow-venv clean-data help text-eval
 
 help:
 	@echo "make repro   set up .venv and run the full DVC pipeline on the embedded default data"
@@ -24,6 +24,7 @@ help:
 	@echo "make external  rank every disease for the shared case reports (reports/external_validation.md)"
 	@echo "make ddxplus cross-validation of the model variants on DDXPlus (reports/ddxplus/summary.md)"
 	@echo "make params  recompose params.yaml from conf/ (what dvc exp run -S does)"
+	@echo "make text-eval  free text -> HPO findings on ../shared/data/text, cross-validated (reports/text/report.md)"
 
 setup: $(STAMP)
 
@@ -107,6 +108,11 @@ anomaly-bench: setup
 	$(PY) bench/anomaly_selection.py
 	$(PY) bench/anomaly_selection_clinical.py
 	$(PY) -m dxlab.cli readme
+
+# Concept recognition scored on the shared annotated corpora (read in place) with the shared scorer.
+text-eval: setup
+	@test -f data/knowledge/terms.parquet || $(PY) -m dxlab.stages.knowledge
+	OMP_NUM_THREADS=1 $(PY) -m dxlab.text.evaluate
 
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

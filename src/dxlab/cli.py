@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_anomaly_benchmark)
     p = sub.add_parser("readme", help=cmd_readme.__doc__)
     p.set_defaults(func=cmd_readme)
+    from dxlab.text.commands import add_command as add_annotate  # free text -> HPO findings (issue 16)
+
+    add_annotate(sub)
     from dxlab.serving.commands import add_commands  # predict, serve, monitor, retrain
 
     add_commands(sub)

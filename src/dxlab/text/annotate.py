@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -117,16 +118,17 @@ class Annotator:
     def fit(self, knowledge=None, documents: Sequence[dict] | None = None) -> "Annotator":
         """Build the dictionary from the knowledge tables; with annotated documents, learn names and the filter.
 
+        knowledge: a `Knowledge`, or the folder of its tables (default `knowledge_dir`; only the terms and aliases
+        tables are read).
         documents: dicts with "text" and "mentions" ([{"start", "end", "hpo_id", "negated"}]), as in the shared
         corpora. Without them the annotator is the dictionary and ConText alone.
         """
-        if knowledge is None:
-            from dxlab.knowledge.base import Knowledge
-
-            if self.knowledge_dir is None:
+        if knowledge is None or isinstance(knowledge, (str, Path)):
+            if knowledge is None and self.knowledge_dir is None:
                 raise ValueError("Annotator.fit needs knowledge tables: pass knowledge= or set knowledge_dir")
-            knowledge = Knowledge.load(self.knowledge_dir)
-        terms = knowledge.terms
+            terms, aliases = read_terms(knowledge or self.knowledge_dir)
+        else:
+            terms, aliases = knowledge.terms, knowledge.aliases
         roots = [BRANCHES[b] for b in self.branches]
         keep = [any(r in anc for r in roots) for anc in terms["ancestors"]]
         terms = terms[keep]
@@ -134,10 +136,10 @@ class Annotator:
         self.depth_ = {t: int(d) for t, d in zip(terms["id"], terms["depth"])}
         self.ic_ = {t: float(v) for t, v in zip(terms["id"], terms["ic"])}
         self.ancestors_ = {t: frozenset(a) for t, a in zip(terms["id"], terms["ancestors"])}
-        self.alias_ = dict(zip(knowledge.aliases["alias"], knowledge.aliases["id"]))
+        self.alias_ = dict(zip(aliases["alias"], aliases["id"]))
         self.lexicon_ = Lexicon.from_terms(terms["id"], terms["name"], terms["synonyms"], variants=self.variants,
                                            use_synonyms=self.synonyms)
-        by_name = {n.lower(): t for t, n in zip(knowledge.terms["id"], knowledge.terms["name"])}
+        by_name = {n.lower(): t for t, n in self.terms_.items()}
         self.normal_findings_ = {k: by_name[v.lower()] for k, v in NORMAL_FINDINGS.items() if v.lower() in by_name}
         self.filter_ = None
         self.learned_ = None  # Lexicon of names learned from annotated text (learn.py)
@@ -204,6 +206,8 @@ class Annotator:
                 if not (tok.exact in lex.exact_vocab or tok.root in lex.root_vocab or tok.exact in MODIFIERS
                         or learned is not None and tok.exact in learned.exact_vocab):
                     break
+                if j > i and tok.exact in MODIFIERS and tok.exact not in lex.exact_vocab:
+                    continue  # a match does not end on a qualifier ("hypotonia was noted")
                 window = content[i:j + 1]
                 hit = self._lookup(window)
                 if hit is not None:
@@ -363,7 +367,7 @@ class Annotator:
                 after = tokens[i + 1:i + 1 + n]
                 before_span = tokens[max(0, i - n - 2):i]
                 if [t.exact for t in after] == list(words) and not _crosses_any(text, [tok, *after]):
-                    out.append(Candidate(i, i + 1 + n, hpo_id, 0, 5, n + 1, extra={"normal": True}))
+                    out.append(Candidate(i, i + 1 + n, hpo_id, 0, 5, n + 1, extra={"normal": i}))
                     break
                 for s in range(len(before_span) - n + 1):
                     chunk = before_span[s:s + n]
@@ -371,7 +375,7 @@ class Annotator:
                     if [t.exact for t in chunk] == list(words) and all(t.exact in ("is", "was", "were", "are", "be",
                                                                                        "been") for t in rest) \
                             and not _crosses_any(text, [*chunk, *rest, tok]):
-                        out.append(Candidate(chunk[0].index, i + 1, hpo_id, 0, 5, n + 1, extra={"normal": True}))
+                        out.append(Candidate(chunk[0].index, i + 1, hpo_id, 0, 5, n + 1, extra={"normal": i}))
                         break
         return out
 
@@ -381,27 +385,39 @@ class Annotator:
         direct = [c for c in found if c.level != 3]
         direct.sort(key=lambda c: (-(c.last - c.first), -c.n_words, c.level, c.rank, c.first))
         kept: list[Candidate] = []
+        covering: dict[int, list[Candidate]] = {}  # token index -> kept matches over it (spans are short)
+
+        def overlapping(c: Candidate) -> list[Candidate]:
+            out: dict[int, Candidate] = {}
+            for t in range(c.first, c.last):
+                for k in covering.get(t, ()):
+                    out[id(k)] = k
+            return list(out.values())
+
+        def keep(c: Candidate) -> None:
+            kept.append(c)
+            for t in range(c.first, c.last):
+                covering.setdefault(t, []).append(c)
+
         for c in direct:
             clash = False
-            for k in kept:
-                if c.first >= k.last or k.first >= c.last:
-                    continue
+            for k in overlapping(c):
                 inside = k.first <= c.first and c.last <= k.last
-                if not inside or c.hpo_id == k.hpo_id or not self.nested or k.extra.get("normal"):
+                if not inside or c.hpo_id == k.hpo_id or not self.nested or "normal" in k.extra:
                     clash = True
                     break
                 c.nested = True
             if not clash:
-                kept.append(c)
+                keep(c)
         listed = sorted((c for c in found if c.level == 3), key=lambda c: (c.first, c.last))
         for c in listed:
-            overlapping = [k for k in kept if c.first < k.last and k.first < c.last]
+            near = overlapping(c)
             crossing = any(not (k.first <= c.first and c.last <= k.last or c.first <= k.first and k.last <= c.last)
-                           for k in overlapping)
-            if crossing or any(k.hpo_id == c.hpo_id for k in overlapping):
+                           for k in near)
+            if crossing or any(k.hpo_id == c.hpo_id for k in near):
                 continue
-            c.nested = any(k.first <= c.first and c.last <= k.last for k in overlapping)
-            kept.append(c)
+            c.nested = any(k.first <= c.first and c.last <= k.last for k in near)
+            keep(c)
         for c in list(kept):
             for hpo_id, rank, level in c.alternatives:
                 kept.append(Candidate(c.first, c.last, hpo_id, rank, level, c.n_words, c.nested, alternative=True))
@@ -413,19 +429,21 @@ class Annotator:
         mentions: list[Mention] = []
         if not candidates:
             return mentions
+        firsts = [c.first for c in candidates]  # sorted: _resolve returns text order
         for s_start, s_end in _assertion_units(text):
             lo = _first_at(tokens, s_start)
             hi = _first_at(tokens, s_end)
-            inside = [c for c in candidates if lo <= c.first < hi]
+            inside = candidates[bisect_left(firsts, lo):bisect_left(firsts, hi)]
             if not inside:
                 continue
             words = tokens[lo:hi]
             spans = [(c.first - lo, min(c.last, hi) - lo) for c in inside]
             for c, (assertion, relative) in zip(inside, assert_mentions(words, spans)):
-                if c.extra.get("normal"):
-                    assertion, relative = (NEGATED, "") if assertion == PRESENT else (assertion, relative)
-                    if assertion == NEGATED and _negated_normal(words, c.first - lo):
-                        assertion = PRESENT  # "not normal"
+                if "normal" in c.extra:  # "hearing normal": the finding is excluded, unless "not normal"
+                    if assertion == PRESENT:
+                        assertion = NEGATED
+                    elif assertion == NEGATED and _negated_normal(tokens, c.extra["normal"]):
+                        assertion = PRESENT
                 start, end = tokens[c.first].start, tokens[c.last - 1].end
                 source = "abbreviation" if c.level == 4 else "normal" if c.level == 5 else SOURCES[c.rank]
                 mentions.append(Mention(start, end, text[start:end], c.hpo_id, assertion, relative,
@@ -433,8 +451,22 @@ class Annotator:
         return mentions
 
 
-def _negated_normal(words: list[Token], at: int) -> bool:
-    return any(w.exact in ("not", "no", "never") for w in words[max(0, at - 2):at + 3])
+def read_terms(directory: str | Path):
+    """The two knowledge tables the annotator reads (the columns it needs only: they are most of its memory)."""
+    import pandas as pd
+
+    directory = Path(directory)
+    missing = [n for n in ("terms", "aliases") if not (directory / f"{n}.parquet").exists()]
+    if missing:
+        raise FileNotFoundError(f"knowledge tables {missing} not found in {directory}: run the knowledge stage "
+                                "(`dvc repro knowledge` or `python -m dxlab.stages.knowledge`)")
+    terms = pd.read_parquet(directory / "terms.parquet", columns=["id", "name", "synonyms", "ancestors", "depth", "ic"])
+    return terms, pd.read_parquet(directory / "aliases.parquet", columns=["alias", "id"])
+
+
+def _negated_normal(tokens: list[Token], at: int) -> bool:
+    """'not normal', 'never normal' (the word before 'normal', or two before: 'was not normal')."""
+    return any(t.exact in ("not", "never") for t in tokens[max(0, at - 2):at])
 
 
 def _is_abbreviation(word: str) -> bool:

@@ -17,37 +17,42 @@ from dxlab.text.annotate import Annotator, TextError, patient_fields
 
 def build_annotator(cfg=None, knowledge_dir: str | None = None, model: str | None = None,
                     corpora: list[str] | None = None) -> Annotator:
-    """The annotator the config describes: a saved one (`model`), else fitted on the knowledge tables, with learned
-    parts when annotated corpora are given and readable."""
+    """The annotator the text config describes (conf/text/default.yaml unless `cfg` is given): a saved one
+    (`model`), else fitted on the knowledge tables, with learned parts when the annotated corpora it lists (or
+    `corpora`) are readable. Relative paths are taken from the project root."""
     if model:
         return Annotator.load(model)
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from dxlab.knowledge.base import Knowledge
+    from dxlab.config import project_root
 
+    root = project_root()
     if cfg is None:
-        from dxlab.config import project_root
-
-        cfg = OmegaConf.load(project_root() / "conf" / "text" / "default.yaml")
+        cfg = OmegaConf.load(root / "conf" / "text" / "default.yaml")
     params = OmegaConf.to_container(cfg.annotator, resolve=True)
-    if knowledge_dir:
-        params["knowledge_dir"] = knowledge_dir
+    params["knowledge_dir"] = str(_resolve(root, knowledge_dir or params["knowledge_dir"]))
     annotator: Annotator = instantiate(params)
-    knowledge = Knowledge.load(annotator.knowledge_dir)
     documents = []
     for path in corpora if corpora is not None else list(cfg.get("learn_from", []) or []):
-        if Path(path).exists():
+        path = _resolve(root, path)
+        if path.exists():
             from dxlab.text.evaluate import read_corpus
 
             documents.extend(read_corpus(path))
         else:
-            print(f"annotate: learned parts skip {path} (not found)", file=sys.stderr)
-    return annotator.fit(knowledge, documents=documents or None)
+            print(f"annotate: {path} not found: its learned parts are skipped", file=sys.stderr)
+    return annotator.fit(documents=documents or None)
 
 
-def annotate_lines(annotator: Annotator, lines, out, errors=sys.stderr) -> tuple[int, int]:
+def _resolve(root: Path, path) -> Path:
+    path = Path(str(path))
+    return path if path.is_absolute() else root / path
+
+
+def annotate_lines(annotator: Annotator, lines, out, errors=None) -> tuple[int, int]:
     """Annotate JSONL lines into `out`; returns (written, skipped). Bad lines are named on `errors`, never fatal."""
+    errors = errors or sys.stderr
     written = skipped = 0
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -225,7 +225,43 @@ def fit_learned(annotator, documents: Sequence[dict], inner_folds: int = 5) -> N
         proba[test] = clone_fit(model, X[~test], y[~test]).predict_proba(X[test])[:, 1]
     annotator.threshold_ = best_threshold(proba, np.asarray(present_of), y, X[:, 1] > 0, n_observed,
                                           annotator.threshold)
-    annotator.filter_ = model.fit(X, y)
+    annotator.filter_ = Trees(model.fit(X, y))
+
+
+class Trees:
+    """A fitted HistGradientBoostingClassifier as plain numpy arrays: annotation needs neither scikit-learn nor its
+    memory (about 90 MB) once the filter is trained. All trees are walked together, one level per step;
+    predict_proba matches the original to float precision."""
+
+    def __init__(self, model):
+        self.baseline = float(np.ravel(model._baseline_prediction)[0])
+        nodes = [predictor.nodes for (predictor,) in model._predictors]
+        offsets = np.cumsum([0] + [len(n) for n in nodes[:-1]])
+        self.roots = offsets.astype(np.int64)
+        flat = np.concatenate(nodes)
+        shift = np.repeat(offsets, [len(n) for n in nodes])
+        self.feature = flat["feature_idx"].astype(np.int64)
+        self.threshold = flat["num_threshold"].astype(np.float64)
+        self.left = flat["left"].astype(np.int64) + shift
+        self.right = flat["right"].astype(np.int64) + shift
+        self.leaf = flat["is_leaf"].astype(bool)
+        self.value = flat["value"].astype(np.float64)
+        self.missing_left = flat["missing_go_to_left"].astype(bool)
+        # a leaf points at itself, so walking on past it changes nothing
+        self.left[self.leaf] = np.flatnonzero(self.leaf)
+        self.right[self.leaf] = np.flatnonzero(self.leaf)
+        self.depth = int(max(n["depth"].max() for n in nodes)) if nodes else 0
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        node = np.broadcast_to(self.roots, (len(X), len(self.roots))).copy()
+        rows = np.arange(len(X))[:, None]
+        for _ in range(self.depth):
+            x = X[rows, self.feature[node]]
+            go_left = np.where(np.isnan(x), self.missing_left[node], x <= self.threshold[node])
+            node = np.where(go_left, self.left[node], self.right[node])
+        p = 1.0 / (1.0 + np.exp(-(self.baseline + self.value[node].sum(axis=1))))
+        return np.column_stack([1 - p, p])
 
 
 def clone_fit(model, X, y):

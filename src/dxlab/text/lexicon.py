@@ -34,7 +34,7 @@ MODIFIERS = frozenset(
     "asymmetric asymmetrical progressive progressively chronic acute persistent episodic intermittent "
     "occasional recurrent generalized diffuse focal isolated multiple several numerous many various "
     "congenital early late onset apparent obvious evident clinical clinically typical characteristic "
-    "distinctive associated noted prominent variable borderline possible probable suspected mainly "
+    "distinctive associated noted prominent variable borderline mainly "
     "predominantly predominant particularly especially also serum plasma level levels concentration "
     "concentrations".split()
 )
@@ -102,8 +102,8 @@ class Lexicon:
             _insert(self.abbreviations, name, entry)
             return
         exact, root = name_keys(name)
-        if not exact:
-            return
+        if not exact or len(exact) == 1 and len(name.split()) >= 3:
+            return  # a name of function words around one word ("now and then") would match that word alone
         _insert(self.exact, exact, entry)
         _insert(self.root, root, entry)
         self.exact_vocab.update(exact)
