@@ -64,7 +64,8 @@ def test_the_command_on_a_small_file(tmp_path, knowledge_dir, capsys):
     assert [line["doc_id"] for line in lines] == ["p1", "p2"]
     assert lines[0]["findings"] == [HYPOTONIA] and lines[0]["excluded"] == ["HP:0000365"]
     assert lines[1]["excluded"] == [SEIZURE] and lines[1]["uncertain"] == ["HP:0002650"]
-    for line, text in zip(lines, ["Floppy infant with hypotonia. Hearing normal.", "Denies seizures; possible scoliosis."]):
+    texts = ["Floppy infant with hypotonia. Hearing normal.", "Denies seizures; possible scoliosis."]
+    for line, text in zip(lines, texts):
         assert all(text[m["start"]:m["end"]] == m["text"] for m in line["mentions"])
     err = capsys.readouterr().err
     assert "line 2: skipped" in err and "annotated 2 documents" in err

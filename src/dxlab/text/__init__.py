@@ -3,7 +3,7 @@
     from dxlab.text import Annotator, patient_fields
     annotator = Annotator().fit(knowledge)            # or Annotator.load(path) for a fitted one
     mentions = annotator.annotate(note)               # [Mention(start, end, text, hpo_id, assertion, relative, ...)]
-    patient_fields(mentions)                          # {"findings", "excluded", "uncertain", "family", "family_history"}
+    patient_fields(mentions)    # {"findings", "excluded", "uncertain", "family", "family_history"}
 """
 
 from dxlab.text.annotate import Annotator, Mention, TextError, check_text, patient_fields

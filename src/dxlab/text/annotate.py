@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dxlab.text.context import FAMILY, FIRST_DEGREE, NEGATED, PRESENT, UNCERTAIN, assert_mentions
-from dxlab.text.lexicon import LEARNED, MODIFIERS, SOURCES, STOPWORDS, Entry, Lexicon, collapse
-from dxlab.text.normalise import CLAUSE_BREAKS, Token, exact_form, root_form, sentence_bounds, tokenize
+from dxlab.text.lexicon import BREAKERS, MODIFIERS, SOURCES, STOPWORDS, Entry, Lexicon, collapse
+from dxlab.text.normalise import CLAUSE_BREAKS, Token, root_form, sentence_bounds, tokenize
 
 MAX_CHARS = 1_000_000  # longer texts are refused with a clear error (the API and the command report it)
 PHENOTYPIC_ABNORMALITY = "HP:0000118"
@@ -139,6 +139,7 @@ class Annotator:
         self.alias_ = dict(zip(aliases["alias"], aliases["id"]))
         self.lexicon_ = Lexicon.from_terms(terms["id"], terms["name"], terms["synonyms"], variants=self.variants,
                                            use_synonyms=self.synonyms)
+        self.spelling_ = _deletion_index(self.lexicon_.exact_vocab) if self.variants else {}
         by_name = {n.lower(): t for t, n in self.terms_.items()}
         self.normal_findings_ = {k: by_name[v.lower()] for k, v in NORMAL_FINDINGS.items() if v.lower() in by_name}
         self.filter_ = None
@@ -171,7 +172,7 @@ class Annotator:
         text = check_text(text)
         if not text.strip():
             return []
-        tokens = tokenize(text)
+        tokens = self.tokens(text)
         candidates = self._candidates(text, tokens)
         mentions = self._assert(text, tokens, candidates)
         if self.filter_ is not None:
@@ -179,6 +180,23 @@ class Annotator:
 
             mentions = apply_filter(self, text, tokens, candidates, mentions)
         return mentions
+
+    def tokens(self, text: str) -> list[Token]:
+        """The text's tokens, a misspelt long word replaced by the one dictionary word it is one edit away from
+        ("polydatyly" -> polydactyly); the offsets stay those of the written word."""
+        tokens = tokenize(text)
+        spelling = getattr(self, "spelling_", None)
+        if not spelling:
+            return tokens
+        vocab = self.lexicon_.exact_vocab
+        out = []
+        for tok in tokens:
+            if len(tok.exact) >= 7 and tok.exact not in vocab and tok.exact.isalpha() and tok.exact not in MODIFIERS:
+                fixed = _correct(tok.exact, vocab, spelling)
+                if fixed is not None:
+                    tok = Token(tok.start, tok.end, tok.text, fixed, root_form(fixed), tok.index)
+            out.append(tok)
+        return out
 
     def annotate_many(self, texts: Iterable[str]) -> list[list[Mention]]:
         return [self.annotate(t) for t in texts]
@@ -204,7 +222,8 @@ class Annotator:
             for j in range(i, min(len(content), i + limit)):
                 tok = content[j]
                 if not (tok.exact in lex.exact_vocab or tok.root in lex.root_vocab or tok.exact in MODIFIERS
-                        or learned is not None and tok.exact in learned.exact_vocab):
+                        or learned is not None
+                        and (tok.exact in learned.exact_vocab or tok.root in learned.root_vocab)):
                     break
                 if j > i and tok.exact in MODIFIERS and tok.exact not in lex.exact_vocab:
                     continue  # a match does not end on a qualifier ("hypotonia was noted")
@@ -241,9 +260,10 @@ class Annotator:
         exact = tuple(sorted(t.exact for t in window))
         if learned is not None and exact in self.overrides_:
             return learned.exact[exact], 0
-        hit = self._best(lex, exact, tuple(sorted(t.root for t in window)) if self.roots else None)
-        if hit is None and learned is not None and exact in learned.exact:
-            hit = learned.exact[exact], 0
+        root = tuple(sorted(t.root for t in window)) if self.roots else None
+        hit = self._best(lex, exact, root)
+        if hit is None and learned is not None:
+            hit = self._best(learned, exact, root)
         if hit is not None or not loose or not self.modifiers or len(window) < 2:
             return hit
         core = [t for t in window if t.exact not in MODIFIERS]
@@ -451,6 +471,35 @@ class Annotator:
         return mentions
 
 
+def _deletions(word: str) -> set[str]:
+    return {word[:i] + word[i + 1:] for i in range(len(word))}
+
+
+def _deletion_index(vocab) -> dict[str, str | None]:
+    """Each dictionary word of 6+ letters under each of its one-letter deletions (None where two words meet)."""
+    index: dict[str, str | None] = {}
+    for word in vocab:
+        if len(word) >= 6 and word.isalpha():
+            for d in _deletions(word):
+                index[d] = word if index.get(d, word) == word else None
+    return index
+
+
+def _correct(word: str, vocab, index: dict) -> str | None:
+    """The one dictionary word one insertion, deletion, substitution or transposition away, else None."""
+    found = set()
+    for d in _deletions(word):
+        if d in vocab:
+            found.add(d)  # a letter too many
+        hit = index.get(d)
+        if hit:
+            found.add(hit)  # a letter changed (or two swapped)
+    hit = index.get(word)
+    if hit:
+        found.add(hit)  # a letter missing
+    return found.pop() if len(found) == 1 else None
+
+
 def read_terms(directory: str | Path):
     """The two knowledge tables the annotator reads (the columns it needs only: they are most of its memory)."""
     import pandas as pd
@@ -484,9 +533,14 @@ def _crosses_any(text: str, run: list[Token]) -> bool:
 
 
 def _segments(text: str, tokens: list[Token]) -> list[list[Token]]:
-    """Runs of tokens with no clause break between them."""
+    """Runs of tokens with no clause break (punctuation, or a function word like 'as', 'which') between them."""
     segments, current = [], []
     for tok in tokens:
+        if tok.exact in BREAKERS:
+            if current:
+                segments.append(current)
+            current = []
+            continue
         if current and _crosses(text, current[-1], tok):
             segments.append(current)
             current = []
@@ -533,7 +587,8 @@ def check_text(text) -> str:
         raise TextError(f"expected text, got {type(text).__name__}")
     if len(text) > MAX_CHARS:
         raise TextError(f"text of {len(text):,} characters is longer than the limit of {MAX_CHARS:,}")
-    if "\x00" in text or sum(not (c.isprintable() or c.isspace()) for c in text[:10_000]) > 0.1 * min(len(text), 10_000):
+    head = text[:10_000]
+    if "\x00" in text or sum(not (c.isprintable() or c.isspace()) for c in head) > 0.1 * len(head):
         raise TextError("binary data, not text (control characters)")
     return text
 
@@ -562,5 +617,4 @@ def patient_fields(mentions: Iterable[Mention]) -> dict:
             "family_history": 1.0 if first_degree else float("nan")}
 
 
-__all__ = ["Annotator", "Mention", "TextError", "patient_fields", "check_text", "FAMILY", "NEGATED", "PRESENT",
-           "UNCERTAIN", "LEARNED", "exact_form", "root_form"]
+__all__ = ["Annotator", "Mention", "TextError", "patient_fields", "check_text", "read_terms", "MAX_CHARS"]

@@ -46,7 +46,8 @@ _UNCERTAIN_BACKWARD = (
     "can not be ruled out", "is possible", "was possible", "is likely", "is questionable", "is uncertain",
     "was uncertain", "is unclear", "was unclear", "is not excluded", "to be excluded", "to be ruled out",
 )
-_FAMILY_FORWARD = ("family history of", "family history", "family hx of", "fhx of", "fhx", "fh of", "runs in the family")
+_FAMILY_FORWARD = ("family history of", "family history", "family hx of", "fhx of", "fhx", "fh of",
+                   "runs in the family")
 _PSEUDO = (
     "not only", "no change", "no increase", "no significant change", "not necessarily", "no longer", "not certain",
     "without difficulty", "gram negative", "not cause", "not caused", "no further", "not all", "not always",

@@ -138,24 +138,22 @@ def assertion_counts(mentions: Sequence[Sequence[Mention]]) -> dict:
 # -- end to end: the disease of each OMIM text, ranked from the findings read and from the gold findings ------------
 def likelihood_ranks(knowledge, findings: Sequence[Sequence[str]], excluded: Sequence[Sequence[str]],
                      diseases: Sequence[str]) -> np.ndarray:
-    """Rank of each `diseases[i]` among all OMIM diseases from findings alone (annotation-only likelihood ranker).
-
-    The one place that calls a disease ranker: repoint it when the model stack's likelihood core replaces
-    dxlab.external.likelihood.
-    """
+    """Rank of each `diseases[i]` among all OMIM diseases from findings alone: the diagnostic model's likelihood
+    core over the annotations (no case-learned parts), its parts weighted as the model weighs them."""
     import pandas as pd
 
-    from dxlab.external.likelihood import LikelihoodRanker
+    from dxlab.evaluation.ranking import rank_of_truth
+    from dxlab.models.diagnostic import DEFAULT_WEIGHTS
+    from dxlab.models.likelihood import LikelihoodCore
 
-    try:  # the project's one tie rule, where it lives now
-        from dxlab.evaluation.ranking import rank_of_truth
-    except ImportError:  # pragma: no cover - older layout
-        from dxlab.external.ranking import rank_of_truth
     table = pd.DataFrame({"findings": [list(f) for f in findings], "excluded": [list(e) for e in excluded],
                           "sex": [None] * len(findings), "age": [np.nan] * len(findings),
                           "measurements": [{} for _ in findings]})
-    ranker = LikelihoodRanker(diseases=None, databases=("OMIM",)).fit(knowledge)
-    return rank_of_truth(ranker.decision_function(table), list(ranker.classes_), list(diseases))
+    classes = sorted(d for d in knowledge.diseases["disease_id"] if str(d).startswith("OMIM:"))
+    core = LikelihoodCore(case_profiles=False).fit(knowledge, classes, len(classes))
+    parts = core.components(table)
+    score = sum(np.float32(DEFAULT_WEIGHTS[name]) * values for name, values in parts.items())
+    return rank_of_truth(score, classes, list(diseases))
 
 
 def end_to_end(knowledge, docs: Sequence[dict], mentions: Sequence[Sequence[Mention]], annotator) -> dict:
@@ -288,8 +286,18 @@ def run(cfg) -> dict:
                 for line in prediction_lines(docs, mentions[name]):
                     fh.write(json.dumps(line) + "\n")
             metrics["ablation"][step][name] = official_score(scorer, _path(root, ev.corpora[name]), pred, obo)
-        final = (base, mentions)
-    base, mentions = final
+        final = (base, mentions, pred_dir)
+    base, mentions, pred_dir = final
+    # every mention whatever its assertion: the view of tools without assertions (FastHPOCR has no negation)
+    metrics["every_mention"] = {}
+    for name, docs in corpora.items():
+        pred = pred_dir / "every_mention" / f"{name}.jsonl"
+        pred.parent.mkdir(parents=True, exist_ok=True)
+        with open(pred, "w") as fh:
+            for doc, ms in zip(docs, mentions[name]):
+                ids = list(dict.fromkeys(m.hpo_id for m in ms))
+                fh.write(json.dumps({"doc_id": doc["doc_id"], "findings": ids, "excluded": []}) + "\n")
+        metrics["every_mention"][name] = official_score(scorer, _path(root, ev.corpora[name]), pred, obo)
     metrics["errors"] = {name: error_kinds(docs, mentions[name], base) for name, docs in corpora.items()}
     metrics["assertions"] = {name: assertion_counts(mentions[name]) for name in corpora}
     if ev.get("end_to_end"):
@@ -326,6 +334,12 @@ def render(metrics: dict) -> str:
         s = metrics["ablation"][final][name]
         anchor = "; ".join(f"{k} {v}" for k, v in anchors.get(name, {}).items())
         lines.append(f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | **{s['f1']:.3f}** | {anchor} |")
+    if "every_mention" in metrics:
+        lines += ["", "Counting every mention as observed, whatever its assertion (how a recogniser without negation, "
+                  "such as FastHPOCR, is scored; the corpora annotate many negated, hypothetical and relatives' "
+                  "findings as observed): " + ", ".join(f"{n} F1 {s['f1']:.3f} (P {s['precision']:.3f}, R "
+                                                        f"{s['recall']:.3f})"
+                                                        for n, s in metrics["every_mention"].items()) + "."]
     lines += ["", "## Ablation (F1; each row adds to the one above)", "",
               "| configuration | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for step, scores in metrics["ablation"].items():
@@ -344,8 +358,8 @@ def render(metrics: dict) -> str:
     for name, counts in metrics["assertions"].items():
         lines.append(f"- {name}: " + " / ".join(str(counts[k]) for k in ("present", "negated", "uncertain", "family")))
     lines += ["", "## Errors by kind (final configuration)", "",
-              "Missed gold ids: `negation` found but asserted negated, uncertain or family (the corpora mark relatives' "
-              "and many negated findings as observed); `too general` an ancestor reported instead; `too specific` a "
+              "Missed gold ids: `negation` found but asserted negated, uncertain or family (the corpora mark "
+              "relatives' and many negated findings as observed); `too general` an ancestor reported instead; `too specific` a "
               "descendant; `wrong term` another term on the same words; `missed` nothing found. False ids: the same "
               "kinds, `spurious` on words no annotator marked.", "",
               "| corpus | missed: negation | too general | too specific | wrong term | missed | "
@@ -361,7 +375,7 @@ def render(metrics: dict) -> str:
         g, r = e2e["summary"]["gold"], e2e["summary"]["read"]
         lines += ["", "## End to end: the disease of each OMIM text", "",
                   "Rank of the text's disease (doc_id = MIM number) among all OMIM diseases by the annotation-only "
-                  "likelihood ranker (`dxlab.external.likelihood.LikelihoodRanker`, no sex or age), from the gold "
+                  "likelihood core (`dxlab.models.likelihood`, annotations only, no sex or age), from the gold "
                   "findings of the text and from the findings read (present) and excluded (negated).", "",
                   "| findings | top-1 | top-10 | median rank | MRR |", "|---|---|---|---|---|",
                   f"| gold | {g['top1']:.2f} | {g['top10']:.2f} | {g['median_rank']} | {g['mrr']:.3f} |",

@@ -27,13 +27,14 @@ import numpy as np
 
 from dxlab.text.annotate import _segments
 from dxlab.text.context import PRESENT
-from dxlab.text.lexicon import LEARNED, STOPWORDS, Lexicon, content_words, name_keys
-from dxlab.text.normalise import Token, tokenize
+from dxlab.text.lexicon import LEARNED, STOPWORDS, Lexicon, name_keys
+from dxlab.text.normalise import Token
 
 LEVELS = 6  # exact, root, modifiers dropped, coordination, abbreviation, normal statement
 N_SOURCES = 4
 BRANCH_ROOTS = ("HP:0000118", "HP:0000005", "HP:0031797", "HP:0003812")
-N_FEATURES = 2 + LEVELS + N_SOURCES + 2 + 2 + 2 + len(BRANCH_ROOTS) + 2 + 4 + 2 + 2
+N_FEATURES = 2 + LEVELS + N_SOURCES + 2 + 2 + 2 + len(BRANCH_ROOTS) + 2 + 4 + 2 + 2 + 1
+_DISEASE_WORDS = frozenset({"syndrome", "disease", "complex", "sequence", "association", "gene", "locus"})
 
 
 @dataclass
@@ -57,7 +58,7 @@ def prepare(annotator, documents: Sequence[dict]) -> list[Prepared]:
             key = name_keys(m.get("text") or doc["text"][m["start"]:m["end"]])[0]
             if key and hpo_id in annotator.terms_:
                 names.append((key, hpo_id))
-        out.append(Prepared(doc["text"], tokenize(doc["text"]), gold, observed, names))
+        out.append(Prepared(doc["text"], annotator.tokens(doc["text"]), gold, observed, names))
     return out
 
 
@@ -162,6 +163,8 @@ def candidate_rows(annotator, text: str, tokens: list[Token], candidates, mentio
             max(key_prec), np.log1p(max(key_seen)), np.log1p(id_cand), (id_gold + 0.5) / (id_cand + 1.0),
             max(pair_prec), float(all(c.alternative for c in cands)),
             np.log(n_chars), np.log1p(len(ids)),
+            # a disease's name ("Duane syndrome", "basal cell nevus syndrome") mentions a finding without asserting it
+            float(np.mean([c.last < len(tokens) and tokens[c.last].exact in _DISEASE_WORDS for c in cands])),
         ])
     return ids, np.asarray(rows, dtype=float).reshape(len(ids), N_FEATURES)
 
@@ -303,4 +306,4 @@ def _with_score(mention, score: float):
     return replace(mention, score=round(score, 4))
 
 
-__all__ = ["fit_learned", "apply_filter", "prepare", "name_stats", "set_learned", "content_words"]
+__all__ = ["fit_learned", "apply_filter", "prepare", "name_stats", "set_learned", "Trees"]

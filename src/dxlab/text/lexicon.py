@@ -3,7 +3,7 @@
 A name is keyed twice, by the sorted multiset of its content words in exact form and in root form (see
 `normalise`), so "Hypoplasia of the nails", "nail hypoplasia" and "hypoplastic nails" share one root key. Names that
 look like abbreviations ("VSD", "IUGR") are matched case-sensitively on the written token only. Generated variants
-(each side of "Aplasia/Hypoplasia of X", a name without its parenthesis) and names learned from annotated text
+(a name without its parenthesis, or without words texts leave out) and names learned from annotated text
 (`learn.py`) are added with a lower rank: a key keeps the entries of its best rank only.
 """
 
@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dxlab.text.normalise import exact_form, root_form, tokenize
+from dxlab.text.normalise import root_form, tokenize
 
 # Ranks of an entry's source: the lower, the more trusted.
 LABEL, SYNONYM, VARIANT, LEARNED = 0, 1, 2, 3
@@ -25,6 +25,10 @@ STOPWORDS = frozenset(
     "a an the of in on at to for with by from and or as is are was were be been being that which this these those "
     "its their his her he she they it both either also into than then there has have had any some such".split()
 )
+# Function words a finding's words never straddle ("dysplasia as a diaphyseal ..." is no name); the other stopwords
+# may sit inside one ("hypoplasia of the nails", "toes were absent").
+BREAKERS = frozenset("as that which this these those its their his her he she they it has have had any some such "
+                     "also than then there both either into".split())
 # Words that qualify a finding without changing it: dropped when the name with them is not in the dictionary
 # ("severe hypotonia" -> Hypotonia, but "severe intellectual disability" stays Severe intellectual disability).
 MODIFIERS = frozenset(
@@ -149,21 +153,17 @@ def _insert(table: dict, key, entry: Entry) -> None:
 
 # Words of HPO names that texts leave out ("increased IgG" for "Increased circulating IgG concentration").
 _OPTIONAL = re.compile(r"\b(circulating|concentrations?|levels?|recurrent|in serum|in blood)\b", re.IGNORECASE)
-_SLASH = re.compile(r"\b(\w+)/(\w+)\b")
 
 
 def name_variants(name: str) -> list[str]:
-    """Names a dictionary misses: without a parenthesis; each side of a slash between two words
-    ("Aplasia/Hypoplasia of the ulna" -> "Aplasia of the ulna", "Hypoplasia of the ulna"). A variant of one word
-    is kept only when the name itself is one word (a bare "dysplasia" is no name)."""
+    """Names a dictionary misses: without a parenthesis, without the words texts leave out ("circulating ...
+    concentration", "recurrent"). A variant of one word is kept only when the name itself is one word. (Each side
+    of "Aplasia/Hypoplasia of X" as a name of its own was tried: it reads grouping terms where annotators chose
+    the specific one, and cost F1 on all three corpora.)"""
     out = []
     bare = _PAREN.sub(" ", name).strip()
     if bare and bare != name:
         out.append(bare)
-    m = _SLASH.search(bare)
-    if m and not m.group(1).isdigit() and len(m.group(1)) > 1 and len(m.group(2)) > 1:
-        out.append(bare[:m.start()] + m.group(1) + bare[m.end():])
-        out.append(bare[:m.start()] + m.group(2) + bare[m.end():])
     plain = _OPTIONAL.sub(" ", bare)
     if plain.split() != bare.split():
         out.append(" ".join(plain.split()))

@@ -138,6 +138,8 @@ def singular(w: str) -> str:
         return w[:-2]
     if w.endswith("ae") and len(w) > 5:
         return w[:-1]
+    if w.endswith(("omas", "emas", "ias", "mas", "ulas")) and len(w) > 5:
+        return w[:-1]  # carcinomas, edemas, dysplasias, traumas, fistulas (but pancreas, gas)
     if w.endswith("s") and not w.endswith(("ss", "us", "is", "ys", "as", "os")):
         return w[:-1]
     return w
@@ -182,7 +184,11 @@ _ROOTS = {
     "pericardial": "pericardium", "pleural": "pleura", "bronchial": "bronchus", "peritoneal": "peritoneum",
     "hematologic": "blood", "hematological": "blood", "immunologic": "immune", "immunological": "immune",
     "lymphatic": "lymph", "dermatologic": "skin", "dermatological": "skin", "otologic": "ear", "otic": "ear",
-    "neurologic": "neurological", "visual": "vision", "volume": "size", "neurological": "neurological", "behavioral": "behavior",
+    "neurologic": "neurological", "visual": "vision", "volume": "size", "cochlear": "cochlea",
+    "patellar": "patella", "macular": "macula", "uvular": "uvula", "scapular": "scapula", "sellar": "sella",
+    "mammary": "breast", "vulvar": "vulva", "vaginal": "vagina", "iliac": "ilium", "sacral": "sacrum",
+    "coccygeal": "coccyx", "pharyngeal": "pharynx", "myoclonia": "myoclonus", "myoclonic": "myoclonus",
+    "neurological": "neurological", "behavioral": "behavior",
     "developmental": "development", "psychomotor": "psychomotor", "motoric": "motor", "mitochondrial": "mitochondria",
     # heads that GSC+-style texts and HPO use for the same grouping terms
     "abnormality": "abnormal", "anomaly": "abnormal", "anomalous": "abnormal", "malformation": "abnormal",
@@ -208,7 +214,7 @@ _ROOTS = {
     "calcified": "calcification", "ossified": "ossification", "fractured": "fracture", "dislocated": "dislocation",
     "luxation": "dislocation", "subluxed": "subluxation", "swollen": "swelling", "painful": "pain", "ache": "pain",
     "hypopigmented": "hypopigmentation", "hyperpigmented": "hyperpigmentation", "pigmented": "pigmentation",
-    "atrophied": "atrophy", "sclerosed": "sclerosis", "cleft": "cleft", "clefting": "cleft",
+    "atrophied": "atrophy", "atrophic": "atrophy", "sclerosed": "sclerosis", "cleft": "cleft", "clefting": "cleft",
     "inherited": "inheritance", "inheritance": "inheritance", "transmitted": "inheritance", "transmission":
     "inheritance", "dominantly": "dominant", "recessively": "recessive", "hearing": "hearing", "tumour": "tumor",
     "neoplasm": "tumor", "neoplasia": "tumor", "tumor": "tumor", "seizure": "seizure", "convulsion": "seizure",
