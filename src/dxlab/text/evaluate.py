@@ -346,8 +346,8 @@ def render(metrics: dict) -> str:
         lines.append(f"| {step} | " + " | ".join(f"{scores[n]['f1']:.3f}" for n in names) + " |")
     lines += ["", "`labels only`: HPO labels, exact words in any order. `+ synonyms`: every synonym of the release. "
               "`+ variants`: root forms (hypoplastic/hypoplasia, renal/kidney), modifiers dropped, lists sharing a "
-              "head, abbreviations, names without parentheses, slashes or 'circulating ... concentration', nested "
-              "matches. `+ learned`: names learned from the other folds' annotations and the document-level filter "
+              "head, abbreviations, one-edit spelling, names without parentheses or 'circulating ... concentration', "
+              "nested matches. `+ learned`: names learned from the other folds' annotations and the document-level filter "
               "(gradient-boosted trees) trained on them.", "",
               "## Negation", "", "| corpus | gold negated ids | reported excluded | reported present |",
               "|---|---|---|---|"]
