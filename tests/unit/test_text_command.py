@@ -52,7 +52,7 @@ def test_seizure_negated_and_affirmed_for_the_patient_is_a_finding(annotator):
 def test_the_command_on_a_small_file(tmp_path, knowledge_dir, capsys):
     source = tmp_path / "notes.jsonl"
     source.write_text("\n".join([
-        json.dumps({"doc_id": "p1", "text": "Floppy infant with hypotonia. Hearing normal.", "age": 1}),
+        json.dumps({"doc_id": "p1", "text": "Marked hypotonia since birth. Hearing normal.", "age": 1}),
         "garbage",
         json.dumps({"doc_id": "p2", "text": "Denies seizures; possible scoliosis."}),
     ]) + "\n")
@@ -64,7 +64,7 @@ def test_the_command_on_a_small_file(tmp_path, knowledge_dir, capsys):
     assert [line["doc_id"] for line in lines] == ["p1", "p2"]
     assert lines[0]["findings"] == [HYPOTONIA] and lines[0]["excluded"] == ["HP:0000365"]
     assert lines[1]["excluded"] == [SEIZURE] and lines[1]["uncertain"] == ["HP:0002650"]
-    texts = ["Floppy infant with hypotonia. Hearing normal.", "Denies seizures; possible scoliosis."]
+    texts = ["Marked hypotonia since birth. Hearing normal.", "Denies seizures; possible scoliosis."]
     for line, text in zip(lines, texts):
         assert all(text[m["start"]:m["end"]] == m["text"] for m in line["mentions"])
     err = capsys.readouterr().err
