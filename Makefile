@@ -12,7 +12,7 @@ export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING := false
 # (pipefail keeps pip's exit status; the braces stop grep's "nothing left" status from failing the line)
 PIP_QUIET := { grep -v -e "^WARNING: Location" -e "is ignored: it is neither" || true; }
 
-.PHONY: setup repro test ui params bench anomaly-bench ddxplus external sweep airflow-venv clean-data help text-eval
+.PHONY: setup repro test ui params bench anomaly-bench ddxplus sweep airflow-venv clean-data help text-eval
 
 help:
 	@echo "make repro   set up .venv and run the full DVC pipeline on the embedded default data"
@@ -21,7 +21,6 @@ help:
 	@echo "make bench   training time, memory, throughput and quality per model (bench/results.md)"
 	@echo "make anomaly-bench  anomaly detectors on ../shared/data/adbench against ADBench (reports/anomaly_benchmark.md)"
 	@echo "make sweep   every model x augmentation on the default data (reports/sweep/summary.md)"
-	@echo "make external  rank every disease for the shared case reports (reports/external_validation.md)"
 	@echo "make ddxplus cross-validation of the model variants on DDXPlus (reports/ddxplus/summary.md)"
 	@echo "make params  recompose params.yaml from conf/ (what dvc exp run -S does)"
 	@echo "make text-eval  free text -> HPO findings on ../shared/data/text, cross-validated (reports/text/report.md)"
@@ -81,16 +80,11 @@ $(HPO3_RELEASE)/phenotype.hpoa: $(VENV)/hpo3/.installed-$(HPO3_VERSION) scripts/
 knowledge-coverage: setup hpo3-release
 	$(PY) bench/knowledge_coverage.py
 
-SWEEP ?= model=logreg,rf,xgb,mlp,bayes,ensemble augment=none,class_weight,smote,knowledge
+SWEEP ?= model=logreg,rf,xgb,mlp,bayes augment=none,class_weight,smote,knowledge
 sweep: setup
 	@test -f data/processed/train.parquet || dvc repro preprocess
 	$(PY) -m dxlab.stages.sweep -m hydra/launcher=joblib hydra.launcher.n_jobs=2 $(SWEEP)
 	mkdir -p reports/sweep && latest=$$(ls -d multirun/*/ | sort | tail -1) && cp $$latest/summary.md $$latest/summary.csv reports/sweep/
-	$(PY) -m dxlab.cli readme
-
-external: setup
-	@test -d .dvc || dvc init -q
-	dvc repro evaluate_external
 	$(PY) -m dxlab.cli readme
 
 ddxplus: setup
@@ -118,4 +112,4 @@ ui: setup
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 clean-data:
-	rm -rf data/knowledge data/raw/hpo_cohort data/interim data/processed data/quarantine models artifacts reports/plots reports/figures reports/anomaly
+	rm -rf data/knowledge data/raw/hpo_cohort data/interim data/processed data/quarantine models artifacts reports/plots reports/evaluation reports/anomaly

@@ -41,10 +41,10 @@ def cmd_readme(args: argparse.Namespace) -> int:
         print("no metrics yet: run `make repro`", file=sys.stderr)
         return 1
     readme = root / "README.md"
-    blocks = {"metrics": table.read_text().strip()}
-    external = root / "reports" / "stages" / "evaluate_external.json"
-    if external.exists():
-        blocks["external"] = _external_table(json.loads(external.read_text()))
+    blocks = {}
+    evaluation = root / "reports" / "metrics.json"
+    if evaluation.exists():
+        blocks["results"] = _evaluation_table(json.loads(evaluation.read_text()))
     anomaly_stage = root / "reports" / "stages" / "anomaly.json"
     if anomaly_stage.exists():
         blocks["anomaly"] = _anomaly_table(json.loads(anomaly_stage.read_text()))
@@ -103,18 +103,15 @@ def _anomaly_table(stage: dict) -> str:
     return "\n".join(lines)
 
 
-def _external_table(stage: dict) -> str:
-    if "skipped" in stage:
-        return f"(skipped: {stage['skipped']})"
-    lines = ["| ranker | top-1 | top-3 | top-10 | MRR | covered cases | covered top-1 | covered top-10 |",
-             "|---|---|---|---|---|---|---|---|"]
-    from dxlab.external.evaluate import BEFORE_RERANK, RANKERS
-
-    for name in (*RANKERS[:-1], BEFORE_RERANK, "ensemble"):
-        m = stage.get(name)
-        if m:
-            lines.append(f"| {name} | {m['top1']:.1%} | {m['top3']:.1%} | {m['top10']:.1%} | {m['mrr']:.3f} | "
-                         f"{m['n_covered']:,} / {m['n_cases']:,} | {m['covered_top1']:.1%} | {m['covered_top10']:.1%} |")
+def _evaluation_table(metrics: dict) -> str:
+    """The README's results table: every model on every evaluation line (overall)."""
+    lines = ["| model | evaluated on | cases | top-1 | top-3 | top-10 | MRR | ECE | Brier |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for model, by_line in metrics.items():
+        for line, m in by_line.items():
+            o = m["overall"]
+            lines.append(f"| {model} | {line} | {o['n']:,} | {o['top1']:.1%} | {o['top3']:.1%} | {o['top10']:.1%} | "
+                         f"{o['mrr']:.3f} | {o['ece']:.3f} | {o['brier']:.3f} |")
     return "\n".join(lines)
 
 
@@ -132,14 +129,29 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_external(args: argparse.Namespace) -> int:
-    """Rank every known disease for each case of a JSONL or phenopacket folder; write metrics.json, ranks.csv."""
-    from dxlab.config import load_params
-    from dxlab.stages import evaluate_external
+    """Rank every disease of the model's universe for each case of a JSONL or phenopacket folder (the champion by
+    default); write metrics.json, ranks.csv, external_validation.md, model_card.md and figures/ into --out."""
+    from omegaconf import OmegaConf
 
-    overrides = [f"external.cases={args.cases}", f"external.out={args.out}"]
+    from dxlab.config import load_params
+    from dxlab.evaluation.external import evaluate_case_file
+    from dxlab.serving.scorer import resolve_model
+    from dxlab.tracking.mlflow_tracking import tracking_uri
+
+    cfg = load_params(args.overrides)
     if args.reference is not None:
-        overrides.append(f"external.reference_cases={args.reference}")
-    evaluate_external.run(load_params([*overrides, *args.overrides]), stage_file=False)
+        print("evaluate-external: --reference is no longer needed: the model's own training cases are its "
+              "reference (a case of a training publication is scored without it)", file=sys.stderr)
+    spec = args.model or cfg.serve.model
+    handle = resolve_model(spec, cfg.paths.models, tracking_uri(cfg), fallback=None if args.model else cfg.model.name)
+    summary = evaluate_case_file(handle.model, args.cases, args.out, handle.name, handle.version,
+                                 OmegaConf.to_container(cfg.evaluate.strata), int(cfg.evaluate.calibration_bins),
+                                 cfg.paths.knowledge)
+    print(f"\n{handle.name} {handle.version} on {args.cases}: {summary['n_cases']:,} cases, top-1 "
+          f"{summary['top1']:.1%}, top-3 {summary['top3']:.1%}, top-10 {summary['top10']:.1%}, MRR "
+          f"{summary['mrr']:.3f}, ECE {summary['ece']:.3f}; report {Path(args.out) / 'external_validation.md'}")
+    for name, m in summary.get("side_by_side", {}).items():
+        print(f"  {name:40s} top1 {m['top1']:.3f}  top10 {m['top10']:.3f}")
     return 0
 
 
@@ -167,9 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", required=True, help="cases.jsonl or a folder of GA4GH phenopacket JSON files")
     p.add_argument("--out", required=True, help="output folder: metrics.json, ranks.csv, external_validation.md, "
                    "model_card.md, figures/, issues.csv (input problems), quarantine.csv (rows not evaluated)")
-    p.add_argument("--reference", default=None, help="reference cases for the case-based ranker "
-                   "(default: external.reference_cases; cases of the query's own publication are never used)")
-    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. paths.knowledge=DIR")
+    p.add_argument("--model", default=None, help="registry URI (models:/dxlab@champion, the default: serve.model), "
+                   "a .joblib path, or a model name under paths.models")
+    p.add_argument("--reference", default=None, help=argparse.SUPPRESS)  # obsolete: the model's training cases are
+    p.add_argument("overrides", nargs="*", help="dotted overrides of params.yaml, e.g. paths.knowledge=DIR")
     p.set_defaults(func=cmd_evaluate_external)
     p = sub.add_parser("anomaly-benchmark", help=cmd_anomaly_benchmark.__doc__, add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER, help="see `dxlab anomaly-benchmark --help`")

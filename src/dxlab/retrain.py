@@ -27,11 +27,10 @@ log = logging.getLogger(__name__)
 # -- steps (each takes and returns plain JSON-able values, so Airflow can pass them through XCom) -----------------
 def find_new_files(cfg: DictConfig) -> dict:
     """{'files': [...all], 'new': [...]}: source files not recorded in the state (by name and digest)."""
-    from hydra.utils import instantiate
-
+    from dxlab.data.sources import feed_source
     from dxlab.serving.batch import file_digest
 
-    source = instantiate(cfg.data.source)
+    source = feed_source(cfg)
     files = [Path(p) for p in source.files()]
     trained = trained_files(cfg)
     new = [str(p) for p in files if p.name not in trained or (trained[p.name] and trained[p.name] != file_digest(p))]

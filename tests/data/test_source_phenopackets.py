@@ -56,6 +56,7 @@ def test_real_cases_sample(tmp_path, sample_lines):
     raws = [json.loads(line) for line in sample_lines]
     for (_, row), raw in zip(table.iterrows(), raws):
         assert row["patient_id"] == raw["case_id"]
+        assert row["group_id"] == raw["pmid"]  # the publication: the group cross-validation never splits
         if raw["age_years"] is None:
             assert math.isnan(row["age"])
         else:
@@ -130,6 +131,7 @@ def test_ga4gh_v2_phenopackets(tmp_path):
     assert row["diagnosis"] == "OMIM:308350"
     assert row["measurements"] == {"onset_years": pytest.approx(0.5)}  # earliest onset among observed features
     assert (row["source_file"], row["source_row"], row["source"]) == ("patient-1.json", 1, "phenopackets")
+    assert row["group_id"] == "file:patient-1.json"  # no publication named: the cases of a file are one group
 
     with_disease_onset = json.loads(json.dumps(PACKET))
     with_disease_onset["diseases"][0]["onset"] = {"age": {"iso8601duration": "P2W"}}
@@ -147,6 +149,23 @@ def test_ga4gh_v2_phenopackets(tmp_path):
     row = result.table.iloc[0]
     assert (row["patient_id"], row["sex"], row["diagnosis"]) == ("patient-3", "M", "OMIM:108800")
     assert math.isnan(row["age"])
+
+
+def test_the_publication_of_a_case_is_its_group(tmp_path):
+    """From a JSONL `pmid`, a phenopacket's external references, or a PMID in its case id; the source's name from
+    config."""
+    packet = json.loads(json.dumps(PACKET))
+    packet["metaData"] = {"externalReferences": [{"id": "DOI:10.1/x"}, {"id": "PMID:30123456"}]}
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(packet), encoding="utf-8")
+    src = PhenopacketsSource(str(path), name="case_reports")
+    row = src.read_file(path).table.iloc[0]
+    assert (row["group_id"], row["source"]) == ("PMID:30123456", "case_reports")
+    flat = write_jsonl(tmp_path / "c.jsonl", [json.dumps({"case_id": "PMID_123_7", "disease_id": "OMIM:154700",
+                                                          "observed": ["HP:0001166"]}),
+                                              json.dumps({"case_id": "c2", "pmid": "456", "disease_id": "OMIM:154700",
+                                                          "observed": ["HP:0001166"]})])
+    assert src.read_file(flat).table["group_id"].tolist() == ["PMID:123", "PMID:456"]
 
 
 def test_diagnosis_prefers_an_omim_or_orpha_id_over_other_vocabularies(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -29,3 +30,18 @@ def pseudonymise(raw_id: str, key: bytes, source: str = "") -> str:
         return ""
     digest = hmac.new(key, f"{source}:{raw_id}".encode(), hashlib.sha256).hexdigest()
     return f"px-{digest[:16]}"
+
+
+PUBLICATION = re.compile(r"PMID:\d+")
+
+
+def pseudonymise_group(group: str, patient_pseudonym: str, key: bytes, source: str = "") -> str:
+    """A row's group for cross-validation: a publication id ('PMID:123') as it is (bibliographic, never a
+    patient's); no group: the row's own patient (its pseudonym); anything else (a family, a hospital's patient
+    number across visits) pseudonymised like a patient id."""
+    group = (group or "").strip()
+    if not group:
+        return patient_pseudonym
+    if PUBLICATION.fullmatch(group):
+        return group
+    return pseudonymise(group, key, f"{source}:group")

@@ -15,7 +15,10 @@ history          list[str]   medical-history codes (antecedents)
 measurements     dict        optional numeric measurements, name -> value
 note             str         short free-text clinical note ("" when none)
 diagnosis        str|None    the confirmed diagnosis (disease id) when known
-source           str         adapter name (hpo_cohort, ddxplus, phenopackets, csv)
+source           str         the source's name in the data config (hpo_cohort, case_reports, ddxplus, csv)
+group_id         str         the unit cross-validation folds never split: the publication of a case report
+                             ("PMID:123"), the patient of a hospital record; pseudonymised at ingest like
+                             patient_id unless it is a publication id (bibliographic, never a patient's)
 source_file      str         file the row came from (relative path or basename)
 source_row       int         1-based row (line) number within that file, header excluded
 day              str         ISO date of the batch the row arrived in ("" when unknown)
@@ -40,12 +43,14 @@ CANONICAL_COLUMNS: tuple[str, ...] = (
     "note",
     "diagnosis",
     "source",
+    "group_id",
     "source_file",
     "source_row",
     "day",
 )
 LIST_COLUMNS: tuple[str, ...] = ("findings", "excluded", "history")
 SEX_CODES: frozenset[str] = frozenset({"F", "M"})
+ISSUE_COLUMNS: list[str] = ["source", "source_file", "source_row", "field", "reason", "patient_id"]
 
 
 @dataclass
@@ -57,9 +62,11 @@ class RowIssue:
     field: str
     reason: str
     patient_id: str = ""  # pseudonymised id when known
+    source: str = ""  # the source's name in the data config
 
     def as_dict(self) -> dict:
         return {
+            "source": self.source,
             "source_file": self.source_file,
             "source_row": self.source_row,
             "field": self.field,
@@ -93,6 +100,7 @@ def make_table(rows: list[dict]) -> pd.DataFrame:
         "note": "",
         "diagnosis": None,
         "source": "",
+        "group_id": "",
         "source_file": "",
         "source_row": 0,
         "day": "",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dxlab.data.schema import CANONICAL_COLUMNS, LIST_COLUMNS, SEX_CODES, RowIssue
+from dxlab.data.schema import CANONICAL_COLUMNS, ISSUE_COLUMNS, LIST_COLUMNS, SEX_CODES, RowIssue
 
 
 class TooManyBadRows(RuntimeError):
@@ -18,12 +18,13 @@ class TooManyBadRows(RuntimeError):
 @dataclass
 class ValidationResult:
     valid: pd.DataFrame
-    quarantined: pd.DataFrame  # one row per issue: source_file, source_row, field, reason, patient_id
+    quarantined: pd.DataFrame  # one row per issue: ISSUE_COLUMNS (source, source_file, source_row, field, ...)
     n_rows: int
 
     @property
     def n_bad_rows(self) -> int:
-        return int(self.quarantined[["source_file", "source_row"]].drop_duplicates().shape[0]) if len(self.quarantined) else 0
+        keys = ["source", "source_file", "source_row"]
+        return int(self.quarantined[keys].drop_duplicates().shape[0]) if len(self.quarantined) else 0
 
     def summary(self) -> dict:
         reasons = (self.quarantined.groupby("field").size().to_dict() if len(self.quarantined) else {})
@@ -52,8 +53,8 @@ def validate_table(
     seen = set(seen_ids or ())
     for row in table.itertuples(index=False):
         def add(field: str, reason: str) -> None:
-            issues.append({"source_file": row.source_file, "source_row": int(row.source_row), "field": field,
-                           "reason": reason, "patient_id": row.patient_id})
+            issues.append({"source": row.source, "source_file": row.source_file, "source_row": int(row.source_row),
+                           "field": field, "reason": reason, "patient_id": row.patient_id})
 
         if not row.patient_id:
             add("patient_id", "missing patient id")
@@ -84,7 +85,13 @@ def validate_table(
             value = (row.measurements or {}).get(name)
             if value is not None and not (lo <= value <= hi):
                 add(f"measurements.{name}", f"{name} {value:g} outside [{lo:g}, {hi:g}]")
-    quarantined = pd.DataFrame(issues, columns=["source_file", "source_row", "field", "reason", "patient_id"])
-    bad = set(zip(quarantined["source_file"], quarantined["source_row"].astype(int)))
-    is_bad = np.array([(f, int(r)) in bad for f, r in zip(table["source_file"], table["source_row"])], dtype=bool)
+    quarantined = pd.DataFrame(issues, columns=ISSUE_COLUMNS)
+    quarantined["source"] = quarantined["source"].fillna("").astype(str)
+    # an adapter's issue names its file and row; the source when ingest has set it (one source's files only)
+    sources = set(table["source"].astype(str))
+    if len(sources) == 1:
+        quarantined.loc[quarantined["source"] == "", "source"] = next(iter(sources))
+    bad = set(zip(quarantined["source"], quarantined["source_file"].astype(str), quarantined["source_row"].astype(int)))
+    is_bad = np.array([(str(s), str(f), int(r)) in bad
+                       for s, f, r in zip(table["source"], table["source_file"], table["source_row"])], dtype=bool)
     return ValidationResult(valid=table[~is_bad].reset_index(drop=True), quarantined=quarantined, n_rows=len(table))

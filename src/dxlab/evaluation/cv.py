@@ -78,3 +78,31 @@ def cross_validate(build: Callable[[], object], patients: pd.DataFrame, y: Seque
               "diseases_never_validated": always_train,
               "n_diseases_never_validated": len(always_train)}
     return CVResult(results, oof_frame, report)
+
+
+def grouped_folds(y: Sequence[str], groups: Sequence[str], n_splits: int = 5, seed: int = 0) -> np.ndarray:
+    """Fold (0 .. n_splits - 1) of every row: StratifiedGroupKFold, so all rows of a group (a publication, a
+    patient) share one fold and no group is ever on both sides of a split; fewer folds when there are fewer
+    groups."""
+    import warnings
+
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    y = np.asarray(y, dtype=str)
+    groups = np.asarray(groups, dtype=object).astype(str)
+    n_splits = min(int(n_splits), len(np.unique(groups)))
+    fold = np.full(len(y), -1, dtype=int)
+    if n_splits < 2:
+        return np.zeros(len(y), dtype=int)
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    try:
+        with warnings.catch_warnings():  # most diseases have fewer rows than folds: expected, not news
+            warnings.simplefilter("ignore", UserWarning)
+            for k, (_, val) in enumerate(splitter.split(np.zeros(len(y)), y, groups)):
+                fold[val] = k
+    except ValueError:  # no disease has as many rows as folds: nothing to stratify, groups dealt out at random
+        unique = np.unique(groups)
+        order = np.random.default_rng(seed).permutation(len(unique))
+        fold_of = dict(zip(unique[order], np.arange(len(unique)) % n_splits))
+        fold = np.asarray([fold_of[g] for g in groups], dtype=int)
+    return fold

@@ -7,8 +7,10 @@ Conventions shared by every function here:
 * ``y_true`` is a sequence of disease labels (one per test patient).
 * ``proba`` is an ``(n_patients, len(classes))`` array of scores; column ``j``
   belongs to ``classes[j]``. Rows are used as given (not renormalised).
-* The top-1 prediction is ``classes[argmax(proba)]``; ties go to the lowest
-  column index, which matches the stable ``argsort(-proba)`` used for top-k.
+* Ranks follow dxlab's one tie rule (``dxlab.evaluation.ranking``): diseases
+  with the same score share the mean of the ranks they span, so a tie never earns
+  credit (two diseases tied first rank 1.5: neither is a top-1 hit). The top-1
+  prediction that F1 and the confusion counts use is ``classes[argmax(proba)]``.
 * A true label that is not in ``classes`` can never be predicted: it is a miss
   for every top-k, a false negative for its disease, and it contributes the
   implicit ``(0 - 1)^2 = 1`` of its missing column to the Brier score.
@@ -25,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score, roc_auc_score
+
+from dxlab.evaluation.ranking import ranks_at
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -101,17 +105,8 @@ def _true_column(y: np.ndarray, cls: list) -> np.ndarray:
 
 
 def _true_rank(p: np.ndarray, true_col: np.ndarray) -> np.ndarray:
-    """0-based rank of the true class under stable argsort(-proba); a large value if absent."""
-    n, c = p.shape
-    ranks = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    if n == 0:
-        return ranks
-    order = np.argsort(-p, axis=1, kind="stable")
-    present = true_col >= 0
-    if present.any():
-        match = order[present] == true_col[present, None]
-        ranks[present] = np.argmax(match, axis=1)
-    return ranks
+    """0-based rank of the true class under the one tie rule (mean rank of a tie, minus one); inf if absent."""
+    return ranks_at(p, true_col) - 1.0
 
 
 def _bin_index(conf: np.ndarray, n_bins: int) -> np.ndarray:
@@ -235,7 +230,7 @@ def assign_strata(
 def top_k_accuracy(y_true: Sequence[str], proba: Any, classes: Sequence[str], k: int) -> float:
     """Fraction of patients whose true label is among the ``k`` highest-scored classes.
 
-    Ties are broken by column order (stable argsort of ``-proba``). A true label
+    Tied scores share the mean rank (``dxlab.evaluation.ranking``). A true label
     not in ``classes`` is always a miss. ``k`` larger than the number of classes
     behaves like ``k = len(classes)``.
     """
@@ -245,7 +240,7 @@ def top_k_accuracy(y_true: Sequence[str], proba: Any, classes: Sequence[str], k:
     if len(y) == 0:
         raise ValueError("y_true is empty")
     ranks = _true_rank(p, _true_column(y, cls))
-    return float(np.mean(ranks < int(k)))
+    return float(np.mean(ranks <= int(k) - 1))
 
 
 def evaluate_predictions(
@@ -300,7 +295,7 @@ def evaluate_predictions(
     true_col = _true_column(y, cls)
     ranks = _true_rank(p, true_col)
     conf = p.max(axis=1)
-    correct = ranks == 0
+    correct = ranks <= 0
     brier = _brier_per_patient(p, true_col)
     cm = _Confusion(y, p, cls)
     y_pred = cm.y_pred
@@ -315,7 +310,7 @@ def evaluate_predictions(
             return empty()
         out: dict[str, Any] = {"n_patients": n, "n_diseases": len(diseases)}
         for k in ks:
-            out[_k_name(k)] = float(np.mean(ranks[mask] < k))
+            out[_k_name(k)] = float(np.mean(ranks[mask] <= k - 1))
         out["macro_f1"] = float(
             f1_score(y, y_pred, labels=diseases, average="macro", zero_division=0)
         )
@@ -364,8 +359,8 @@ def per_disease_table(
                 "train_count": int(tc),
                 "stratum": _stratum_of(tc, common_min, mid_min),
                 "n_test": n_test,
-                "recall": float(np.mean(ranks[mask] < 1)) if n_test else np.nan,
-                "top3_recall": float(np.mean(ranks[mask] < 3)) if n_test else np.nan,
+                "recall": float(np.mean(ranks[mask] <= 0)) if n_test else np.nan,
+                "top3_recall": float(np.mean(ranks[mask] <= 2)) if n_test else np.nan,
                 "f1": cm.f1(d) if n_test else np.nan,
                 "auc_roc": cm.auc(d),
             }
@@ -419,7 +414,7 @@ def calibration_table(
     if len(y) == 0:
         return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("bin", "count") else float) for c in columns})
     conf = p.max(axis=1)
-    correct = _true_rank(p, _true_column(y, cls)) == 0
+    correct = _true_rank(p, _true_column(y, cls)) <= 0
     idx = _bin_index(conf, n_bins)
     rows = []
     for b in np.unique(idx):

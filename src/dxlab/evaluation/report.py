@@ -22,3 +22,23 @@ def metrics_table(results: Mapping[str, Mapping[str, Mapping]], ks: Sequence[int
                 cells.append("-" if value is None else (str(value) if isinstance(value, int) else f"{value:.3f}"))
             lines.append(f"| {model} | {stratum} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+LINE_COLUMNS = ("n", "top1", "top3", "top10", "mrr", "ece", "brier")
+
+
+def lines_table(results: Mapping[str, Mapping[str, Mapping]]) -> str:
+    """A Markdown table: one row per model, evaluation line and slice (overall, then by stratum)."""
+    lines = ["| model | evaluated on | slice | cases | top-1 | top-3 | top-10 | MRR | ECE | Brier |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for model, by_line in results.items():
+        for line, metrics in by_line.items():
+            rows = [("overall", metrics["overall"])] + list(metrics.get("by_stratum", {}).items())
+            for name, row in rows:
+                cells = []
+                for col in LINE_COLUMNS:
+                    value = row.get(col)
+                    cells.append("-" if value is None else (f"{value:,}" if isinstance(value, int) else
+                                                           f"{value:.3f}"))
+                lines.append(f"| {model} | {line} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -26,6 +26,27 @@ class ModelSpec:
     def input(self) -> str:
         return self.config.get("input", "features")
 
+    @property
+    def train_sources(self) -> list[str] | None:
+        """The sources whose rows train this model (None: every source). A model that cannot rank the full
+        universe (the feature-matrix zoo: one output per training disease) names the simulated cohort here."""
+        sources = self.config.get("train_sources")
+        return None if sources is None else [str(s) for s in sources]
+
+    def training_rows(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The rows of `table` this model trains on (its train_sources)."""
+        sources = self.train_sources
+        if sources is None or "source" not in table:
+            return table
+        return table[table["source"].isin(sources)].reset_index(drop=True)
+
+
+def takes_groups(estimator) -> bool:
+    """Whether the estimator's fit takes `groups` (the diagnostic model: folds by publication)."""
+    import inspect
+
+    return "groups" in inspect.signature(estimator.fit).parameters
+
 
 def model_specs(cfg: DictConfig) -> list[ModelSpec]:
     """The baseline and the selected model (once when they are the same), skipping ones the data can't feed."""
@@ -50,6 +71,8 @@ def fit_model(spec: ModelSpec, train: pd.DataFrame, featurizer=None, x_train=Non
     estimator = instantiate(spec.config.estimator)
     y = train["diagnosis"].astype(str).to_numpy()
     if spec.input == "patients":
+        if takes_groups(estimator):
+            return estimator.fit(train, y, groups=train["group_id"].astype(str).to_numpy())
         return with_calibration(estimator, spec.config.get("calibration")).fit(train, y)
     if featurizer is None or x_train is None:
         raise ValueError(f"model {spec.name!r} needs the features stage's featurizer and matrix")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax, softmax
+from scipy.special import log_softmax, logsumexp, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.isotonic import IsotonicRegression
 from sklearn.utils import check_random_state
@@ -65,20 +65,130 @@ def calibration_summary(y_true, proba, classes) -> dict:
 
 
 def fit_temperature(log_proba: np.ndarray, truth: np.ndarray, bounds=(-4.0, 4.0)) -> float:
-    """The temperature T minimising the negative log likelihood of softmax(log_proba / T) at the true columns."""
-    if not len(truth):
-        return 1.0
+    """The temperature T minimising the negative log likelihood of softmax(log_proba / T) at the true columns (the
+    one temperature fit of dxlab: `ScoreCalibrator` without its out-of-list mass)."""
+    return ScoreCalibrator(mixture=False, bounds=bounds).fit(log_proba, truth).temperature_
+
+
+def _compress(scores: np.ndarray, truth: np.ndarray, keep: int, bins: int) -> tuple:
+    """Per row: the `keep` best scores exactly, the truth's score, and the other scores as a histogram (bin
+    centre, count): enough for the log-sum-exp at any reasonable temperature, at a fraction of the memory."""
+    scores = np.asarray(scores, dtype=np.float64)
+    n, m = scores.shape
+    keep = min(keep, m)
+    top = -np.sort(-np.partition(scores, m - keep, axis=1)[:, m - keep:], axis=1) if keep < m else \
+        -np.sort(-scores, axis=1)
+    rows = np.arange(n)
     truth = np.asarray(truth)
-    block = max(1, int(2e7 // max(log_proba.shape[1], 1)))  # rows per block: bounded memory with many classes
+    true_score = np.where(truth >= 0, scores[rows, np.maximum(truth, 0)], -np.inf)
+    centres = np.full((n, bins), -np.inf)
+    counts = np.zeros((n, bins))
+    if keep < m:
+        threshold = top[:, -1:]
+        for i in range(n):
+            rest = scores[i][scores[i] < threshold[i, 0]]
+            rest = rest[np.isfinite(rest)]
+            if len(rest):
+                hist, edges = np.histogram(rest, bins=bins)
+                centres[i] = (edges[:-1] + edges[1:]) / 2
+                counts[i] = hist
+    return top, true_score, centres, counts
 
-    def nll(log_t: float) -> float:
-        total = 0.0
-        for start in range(0, len(truth), block):
-            part = log_softmax(log_proba[start:start + block] / np.exp(log_t), axis=1)
-            total += float(part[np.arange(len(part)), truth[start:start + block]].sum())
-        return -total / len(truth)
 
-    return float(np.exp(minimize_scalar(nll, bounds=bounds, method="bounded").x))
+class ScoreCalibrator:
+    """Calibrated probabilities from ranking scores: p(d) = (1 - u) softmax(s / T)_d + u / n_classes.
+
+    T is one temperature. u (with `mixture`) is the probability that the truth is none of what the scores point
+    at -- a disease outside the universe or far down the list, a fifth of real case reports -- from a logistic
+    model of how clearly the first candidate stands out (the gaps between the best score and the 2nd, 10th and
+    50th, standardised). Both fitted together by maximum likelihood on scores the rows' true diseases never
+    taught (out of fold). Without `mixture` it is temperature scaling alone. `n_classes` is the width of the
+    score rows it was fitted on.
+    """
+
+    GAPS = (1, 9, 49)
+
+    def __init__(self, mixture: bool = True, bounds=(-4.0, 4.0), keep: int = 64, bins: int = 16):
+        self.mixture = mixture
+        self.bounds = bounds
+        self.keep = keep
+        self.bins = bins
+
+    def _gaps(self, top: np.ndarray) -> np.ndarray:
+        last = top.shape[1] - 1
+        return np.column_stack([top[:, 0] - top[:, min(g, last)] for g in self.GAPS])
+
+    @classmethod
+    def identity(cls, n_classes: int) -> "ScoreCalibrator":
+        """softmax(scores) as they are: what an uncalibrated model gives."""
+        out = cls(mixture=False)
+        out.n_classes_, out.temperature_, out.coef_ = int(n_classes), 1.0, None
+        out.gap_mean_ = out.gap_scale_ = np.zeros(len(cls.GAPS))
+        return out
+
+    def fit(self, scores: np.ndarray, truth: np.ndarray) -> "ScoreCalibrator":
+        return self.fit_compressed(self.compress(scores, truth), int(np.asarray(scores).shape[1]))
+
+    def compress(self, scores: np.ndarray, truth: np.ndarray) -> tuple:
+        """What fitting needs of (scores, truth), row by row: fit several calibrators on subsets of rows (folds)
+        with `fit_compressed(tuple(a[rows] for a in compressed), n_classes)` without compressing again."""
+        return _compress(scores, truth, self.keep, self.bins)
+
+    def fit_compressed(self, compressed: tuple, n_classes: int) -> "ScoreCalibrator":
+        from scipy.optimize import minimize
+
+        top, true_score, centres, counts = compressed
+        self.n_classes_ = int(n_classes)
+        self.temperature_, self.coef_ = 1.0, None
+        self.gap_mean_ = self.gap_scale_ = np.zeros(len(self.GAPS))
+        if not len(true_score):
+            return self
+        finite = np.isfinite(top)
+        log_counts = np.log(np.maximum(counts, 1e-300))
+        hist_mask = counts > 0
+
+        def log_softmax_true(log_t: float) -> np.ndarray:
+            t = np.exp(log_t)
+            head = np.where(finite, top / t, -np.inf)
+            tail = np.where(hist_mask, centres / t + log_counts, -np.inf)
+            norm = logsumexp(np.concatenate([head, tail], axis=1), axis=1)
+            return true_score / t - norm
+
+        if not self.mixture:
+            def nll(log_t: float) -> float:
+                return -float(np.mean(log_softmax_true(log_t)))
+
+            self.temperature_ = float(np.exp(minimize_scalar(nll, bounds=self.bounds, method="bounded").x))
+            return self
+        gaps = self._gaps(np.where(finite, top, top[:, :1]))
+        self.gap_mean_, self.gap_scale_ = gaps.mean(axis=0), np.maximum(gaps.std(axis=0), 1e-9)
+        z = (gaps - self.gap_mean_) / self.gap_scale_
+        log_uniform = -np.log(self.n_classes_)
+
+        def nll(theta: np.ndarray) -> float:
+            log_t = np.clip(theta[0], *self.bounds)
+            logit = theta[1] + z @ theta[2:]
+            log_u, log_not_u = -np.logaddexp(0.0, -logit), -np.logaddexp(0.0, logit)
+            return -float(np.mean(np.logaddexp(log_not_u + log_softmax_true(log_t), log_u + log_uniform)))
+
+        theta = minimize(nll, np.zeros(2 + z.shape[1]), method="L-BFGS-B").x
+        self.temperature_ = float(np.exp(np.clip(theta[0], *self.bounds)))
+        self.coef_ = theta[1:]
+        return self
+
+    def log_proba(self, scores: np.ndarray) -> np.ndarray:
+        """Rows x classes log probabilities."""
+        scaled = np.asarray(scores, dtype=np.float64) / self.temperature_
+        log_p = scaled - logsumexp(scaled, axis=1, keepdims=True)
+        if self.coef_ is None:
+            return log_p
+        k = min(max(self.GAPS) + 1, scaled.shape[1])
+        top = -np.sort(-np.partition(np.asarray(scores, dtype=np.float64), scaled.shape[1] - k, axis=1)
+                       [:, scaled.shape[1] - k:], axis=1)
+        z = (self._gaps(top) - self.gap_mean_) / self.gap_scale_
+        logit = self.coef_[0] + z @ self.coef_[1:]
+        log_u, log_not_u = -np.logaddexp(0.0, -logit), -np.logaddexp(0.0, logit)
+        return np.logaddexp(log_not_u[:, None] + log_p, (log_u - np.log(self.n_classes_))[:, None])
 
 
 class TemperatureCalibrated(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):

@@ -20,7 +20,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from dxlab.augment.knowledge_synthesis import _PatientFactory, simulator_config
-from dxlab.external.ranking import rank_of_truth
+from dxlab.evaluation.ranking import rank_of_truth
 from dxlab.features.patient import PatientFeaturizer
 from dxlab.knowledge.base import Knowledge
 from dxlab.models.torch_mlp import TorchMLPClassifier

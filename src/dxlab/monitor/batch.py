@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from dxlab.data.sources import feed_settings, feed_source
 from dxlab.monitor.drift import OrganSystems, Thresholds, build_reference, compare, to_json, write_report
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,10 @@ def ensure_reference(cfg, scorer, systems=None, rebuild: bool = False) -> dict:
 
 def read_batch(cfg, input_path, scorer, files=None) -> tuple[pd.DataFrame, pd.DataFrame, list[Path]]:
     """Valid patients (pseudonymised) and quarantine issues of the batch files, as `dxlab predict` reads them."""
-    from hydra.utils import instantiate
-
     from dxlab.serving.batch import ValidationSettings, _source_for, read_patients
     from dxlab.serving.scorer import pseudonym_key
 
-    source = _source_for(instantiate(cfg.data.source), input_path)
+    source = _source_for(feed_source(cfg), input_path)
     files = [Path(p) for p in (files if files is not None else source.files())]
     if not files:
         raise FileNotFoundError(f"no patient files under {input_path}")
@@ -96,10 +95,9 @@ def monitor_from_config(cfg, input_path=None, predictions=None, out=None, newest
     systems = organ_systems(cfg)
     reference = ensure_reference(cfg, scorer, systems, rebuild=rebuild_reference)
     if files is None and newest_days:
-        from hydra.utils import instantiate
-
-        source = _source_for(instantiate(cfg.data.source), input_path)
-        files = newest_files(source.files(), int(newest_days), cfg.data.source.get("day_pattern") or DAY_PATTERN)
+        source = _source_for(feed_source(cfg), input_path)
+        files = newest_files(source.files(), int(newest_days),
+                             feed_settings(cfg).source.get("day_pattern") or DAY_PATTERN)
     patients, issues, files = read_batch(cfg, input_path, scorer, files)
     preds = batch_predictions(patients, files, predictions if predictions is not None else m.get("predictions"),
                               scorer)

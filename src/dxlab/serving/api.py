@@ -1,6 +1,7 @@
 """The real-time prediction service (FastAPI): `dxlab serve --port P`.
 
-POST /v1/predict   one patient, a list, or {"patients": [...]} -> top-k diseases, anomaly, key findings
+POST /v1/predict   one patient, a list, or {"patients": [...]} -> the top diseases (names, probabilities, the
+                   findings for and against each), the probability by type of disease, anomaly, key findings
 GET  /healthz      the process is up
 GET  /readyz       a model is loaded (503 until then)
 GET  /metrics      Prometheus: requests, latency, predictions per disease, anomaly flags, input drift, model
@@ -36,7 +37,6 @@ from dxlab.serving.schema import (
     PredictResponse,
     RequestError,
     check_terms,
-    format_predictions,
     parse_body,
     request_id,
     request_schema,
@@ -118,17 +118,16 @@ class ApiSettings:
     def from_config(cls, cfg) -> "ApiSettings":
         a = cfg.serve.api
         return cls(int(a.max_batch), str(a.api_key_env), float(a.reload_interval_s), int(a.drift_window),
-                   a.get("reference"), str(cfg.data.source.get("name", "")), a.get("threads"))
+                   a.get("reference"), str(cfg.data.get("feed") or ""), a.get("threads"))
 
 
-def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes, disease_names: dict | None = None,
+def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
                metrics: ServiceMetrics | None = None) -> FastAPI:
     """The app around a ModelHolder (tests pass their own; `app_from_config` builds it from params.yaml)."""
     from dxlab.data.pseudonym import pseudonymise
 
     metrics = metrics or ServiceMetrics()
     drift = DriftWindow.from_file(settings.reference, metrics, settings.drift_window)
-    names = disease_names or {}
     previous = holder.on_change
 
     def changed(scorer) -> None:
@@ -210,14 +209,13 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes, disease_n
             return error(err.status, err.detail, err.detail[0]["type"] if err.detail else "invalid")
         rid = request_id()
         table = to_table(patients, lambda pid: pseudonymise(pid, key, settings.source_name))
-        scored = await run_in_threadpool(_score, scorer, table, settings.threads)
-        metrics.observe_predictions(scored)
+        answers = await run_in_threadpool(_answer, scorer, table, settings.threads)
+        metrics.observe_predictions(answers)
         drift.add(table)
         log.info("request %s: %d patient(s) %s scored by %s v%s", rid, len(table),
                  ",".join(p for p in table["patient_id"] if p)[:400] or "(no ids)", scorer.model_name,
                  scorer.model_version)
-        return {"model": scorer.model_name, "model_version": scorer.model_version,
-                "predictions": format_predictions(scored, names)}
+        return {"model": scorer.model_name, "model_version": scorer.model_version, "predictions": answers}
 
     def openapi() -> dict:
         if app.openapi_schema:
@@ -241,7 +239,7 @@ _ENDPOINTS = {"/v1/predict", "/healthz", "/readyz", "/metrics", "/docs", "/opena
 _THREAD = threading.local()
 
 
-def _score(scorer, table, threads: int | None):
+def _answer(scorer, table, threads: int | None):
     """Score in a worker thread limited to `threads` BLAS / OpenMP threads: OpenMP's limit is per calling thread,
     so it is set once in each worker thread; concurrent requests use the cores instead of nested threads that
     spin-wait (3-10x slower per request on a busy 2-core machine)."""
@@ -250,7 +248,7 @@ def _score(scorer, table, threads: int | None):
 
         threadpool_limits(int(threads))
         _THREAD.limit = threads
-    return scorer.score(table)
+    return scorer.answer(table)
 
 
 def disease_names(knowledge_dir: str | Path | None) -> dict:
@@ -276,7 +274,7 @@ def app_from_config(cfg, model: str | None = None) -> FastAPI:
     holder = ModelHolder(
         factory=lambda: Scorer.from_config(cfg, model=model, explain=explain, tracking_uri=uri),
         current_version=lambda: model_version(spec, cfg.paths.models, uri, None if model else s.get("fallback_model")))
-    return create_app(holder, ApiSettings.from_config(cfg), pseudonym_key(cfg), disease_names(s.get("knowledge_dir")))
+    return create_app(holder, ApiSettings.from_config(cfg), pseudonym_key(cfg))
 
 
 def serve(cfg, host: str | None = None, port: int | None = None, model: str | None = None) -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from dxlab.data.pseudonym import pseudonymise
+from dxlab.data.sources import feed_settings, feed_source
 from dxlab.data.validation import validate_table
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ def load_manifest(output: Path) -> dict:
 
 def _source_for(source, input_path: str | Path):
     src = copy.copy(source)
-    src.path = str(input_path)
+    src.path = Path(input_path) if isinstance(source.path, Path) else str(input_path)
     return src
 
 
@@ -329,18 +330,16 @@ def predict_from_config(cfg, input_path: str | Path | None = None, output: str |
     """`dxlab predict` / the predict stage: the scorer, source adapter and key from the composed config.
 
     options override serve.batch (engine, n_jobs, scheduler, overwrite, chunk_size, write_csv, progress)."""
-    from hydra.utils import instantiate
-
     from dxlab.serving.scorer import Scorer, pseudonym_key
 
     b = cfg.serve.batch
     input_path = Path(input_path or b.input)
     output = Path(output or b.output)
     scorer = Scorer.from_config(cfg, model=model)
-    source = _source_for(instantiate(cfg.data.source), input_path)
+    source = _source_for(feed_source(cfg), input_path)
     files = None
     if newest_days:
-        files = newest_files(source.files(), newest_days, cfg.data.source.get("day_pattern") or DAY_PATTERN)
+        files = newest_files(source.files(), newest_days, feed_settings(cfg).source.get("day_pattern") or DAY_PATTERN)
     settings = ValidationSettings.from_config(cfg.serve.validate)
     opts = {"overwrite": b.overwrite, "chunk_size": b.chunk_size, "engine": b.engine, "n_jobs": b.n_jobs,
             "scheduler": b.dask.scheduler, "n_workers": b.dask.n_workers,

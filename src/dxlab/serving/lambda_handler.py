@@ -1,11 +1,11 @@
 """AWS Lambda handler for the same prediction as POST /v1/predict (API Gateway REST or HTTP API proxy events).
 
 Configuration from the environment (a container-image Lambda bakes the model into the image):
-  DXLAB_MODEL            models:/dxlab@champion (needs MLFLOW_TRACKING_URI) or a .joblib path  [models/logreg.joblib]
+  DXLAB_MODEL            models:/dxlab@champion (needs MLFLOW_TRACKING_URI) or a .joblib path  [models/diagnostic.joblib]
   DXLAB_ANOMALY_DETECTOR a detector .joblib (optional)
-  DXLAB_KNOWLEDGE_DIR    knowledge tables, for disease names (optional)
+  DXLAB_KNOWLEDGE_DIR    knowledge tables, for disease names when the model carries none (optional)
   DXLAB_TOP_K            diseases per patient [5]
-  DXLAB_EXPLAIN          leave_one_out | knowledge | none [leave_one_out]
+  DXLAB_EXPLAIN          model | leave_one_out | knowledge | none [model]
   DXLAB_MAX_BATCH        patients per request [256]
   DXLAB_PSEUDONYM_KEY    the keyed-hash key for patient ids (required for stable pseudonyms)
   DXLAB_SOURCE_NAME      the source name mixed into pseudonyms, as at ingest [hpo_cohort]
@@ -23,7 +23,7 @@ import logging
 import os
 import secrets
 
-from dxlab.serving.schema import RequestError, check_terms, format_predictions, parse_body, request_id, to_table
+from dxlab.serving.schema import RequestError, check_terms, parse_body, request_id, to_table
 
 log = logging.getLogger("dxlab.lambda")
 _STATE: dict = {}
@@ -33,16 +33,15 @@ def _scorer():
     if "scorer" not in _STATE:
         import joblib
 
-        from dxlab.serving.api import disease_names
         from dxlab.serving.scorer import Scorer, resolve_model
 
-        handle = resolve_model(os.environ.get("DXLAB_MODEL", "models/logreg.joblib"),
+        handle = resolve_model(os.environ.get("DXLAB_MODEL", "models/diagnostic.joblib"),
                                tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"))
         detector_path = os.environ.get("DXLAB_ANOMALY_DETECTOR")
         detector = joblib.load(detector_path) if detector_path and os.path.exists(detector_path) else None
         _STATE["scorer"] = Scorer(handle, detector, top_k=int(os.environ.get("DXLAB_TOP_K", 5)),
-                                  explain=os.environ.get("DXLAB_EXPLAIN", "leave_one_out"))
-        _STATE["names"] = disease_names(os.environ.get("DXLAB_KNOWLEDGE_DIR"))
+                                  explain=os.environ.get("DXLAB_EXPLAIN", "model"),
+                                  knowledge_dir=os.environ.get("DXLAB_KNOWLEDGE_DIR"))
         # without a configured key pseudonyms are random per container: never the raw id
         _STATE["key"] = os.environ.get("DXLAB_PSEUDONYM_KEY", "").encode() or secrets.token_bytes(32)
     return _STATE["scorer"]
@@ -76,7 +75,7 @@ def handler(event: dict, context=None) -> dict:
         return _response(err.status, {"detail": err.detail})
     source = os.environ.get("DXLAB_SOURCE_NAME", "hpo_cohort")
     table = to_table(patients, lambda pid: pseudonymise(pid, _STATE["key"], source))
-    scored = scorer.score(table)
+    answers = scorer.answer(table)
     log.info("request %s: %d patient(s) %s", request_id(), len(table), ",".join(p for p in table["patient_id"] if p))
     return _response(200, {"model": scorer.model_name, "model_version": scorer.model_version,
-                           "predictions": format_predictions(scored, _STATE["names"])})
+                           "predictions": answers})

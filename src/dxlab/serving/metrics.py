@@ -45,12 +45,14 @@ class ServiceMetrics:
         self.model_info.clear()
         self.model_info.labels(name, version).set(1)
 
-    def observe_predictions(self, scored: pd.DataFrame) -> None:
-        self.patients.inc(len(scored))
-        for disease, count in scored["disease_1"].astype(str).value_counts().items():
-            self.predictions.labels(disease).inc(int(count))
-        if "anomaly_flag" in scored:
-            self.anomalies.inc(int((scored["anomaly_flag"] == 1).sum()))
+    def observe_predictions(self, answers: list[dict]) -> None:
+        """Count the patients, the first disease of each answer and the anomaly flags (Scorer.answer's output)."""
+        self.patients.inc(len(answers))
+        for answer in answers:
+            if answer["diagnoses"]:
+                self.predictions.labels(answer["diagnoses"][0]["disease_id"]).inc()
+            if answer["anomaly"]["flag"]:
+                self.anomalies.inc()
 
 
 class DriftWindow:

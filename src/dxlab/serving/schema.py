@@ -43,10 +43,26 @@ class PatientBatch(BaseModel):
     patients: list[Patient] = Field(..., description="one or more patients")
 
 
+class FindingWeight(BaseModel):
+    hpo_id: str
+    name: str = ""
+    log_lr: float = Field(description="log likelihood ratio of the finding under the disease (0: no evidence)")
+    finding: Literal["observed", "excluded"] | None = Field(None, description="against: an observed finding the "
+                                                            "disease rarely has, or an excluded one it usually has")
+
+
 class Diagnosis(BaseModel):
     disease_id: str
     name: str = ""
     probability: float
+    supporting: list[FindingWeight] = Field(default_factory=list, description="findings that support it")
+    against: list[FindingWeight] = Field(default_factory=list, description="findings that argue against it")
+
+
+class TypeProbability(BaseModel):
+    type: str = Field(description="the disease's primary organ system (an HPO term id), or 'unclassified'")
+    name: str = ""
+    probability: float = Field(description="summed over every disease of that type")
 
 
 class KeyFinding(BaseModel):
@@ -62,6 +78,7 @@ class Anomaly(BaseModel):
 class Prediction(BaseModel):
     patient_id: str | None = Field(description="pseudonymised id (null when the request had none)")
     diagnoses: list[Diagnosis]
+    probability_by_type: list[TypeProbability] = Field(default_factory=list)
     anomaly: Anomaly
     key_findings: list[KeyFinding]
 
@@ -165,25 +182,6 @@ def to_table(patients: Sequence[Patient], pseudonymise) -> pd.DataFrame:
 
 def request_id() -> str:
     return uuid.uuid4().hex[:12]
-
-
-def format_predictions(scored: pd.DataFrame, names: Mapping[str, str] | None = None) -> list[dict]:
-    names = names or {}
-    k = sum(1 for c in scored.columns if c.startswith("disease_"))
-    out = []
-    for rec in scored.to_dict("records"):
-        score = rec.get("anomaly_score")
-        flag = rec.get("anomaly_flag", -1)
-        out.append({
-            "patient_id": rec["patient_id"] or None,
-            "diagnoses": [{"disease_id": str(rec[f"disease_{r}"]), "name": names.get(str(rec[f"disease_{r}"]), ""),
-                           "probability": float(rec[f"probability_{r}"])} for r in range(1, k + 1)],
-            "anomaly": {"score": None if score is None or score != score else round(float(score), 6),
-                        "flag": None if flag is None or int(flag) < 0 else bool(flag)},
-            "key_findings": [{"hpo_id": t, "weight": float(w)}
-                             for t, w in zip(rec["key_findings"], rec["key_finding_weights"])],
-        })
-    return out
 
 
 def request_schema() -> dict:

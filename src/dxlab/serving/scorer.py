@@ -1,9 +1,11 @@
-"""Score a canonical patient table with the champion model: top-k diseases, anomaly score and flag, key findings.
+"""Score a canonical patient table with the champion model: top-k diseases, anomaly score and flag, explanations.
 
-One `Scorer` serves the batch command, the API and the Lambda handler. It holds a fitted model (anything with
-`predict_proba` on the patient table and `classes_`, e.g. the train stage's Pipeline), optionally the anomaly
-stage's detector (features + detector Pipeline), and what explanations need. Identifiers are never touched here:
-callers pseudonymise them first (`dxlab.data.pseudonym`).
+One `Scorer` serves the batch command, the API and the Lambda handler. It holds a fitted model (the diagnostic
+model, or anything with `predict_proba` on the patient table and `classes_`), optionally the anomaly stage's
+detector (features + detector Pipeline), and what explanations need. `score` gives the flat batch table;
+`answer` the API's answer per patient: each top disease with its name, probability and the findings that support
+it or argue against it, and the probability by type of disease (primary organ system), summed from the same
+probabilities. Identifiers are never touched here: callers pseudonymise them first (`dxlab.data.pseudonym`).
 
 Where the model comes from (`resolve_model`):
 - `models:/NAME@ALIAS` or `models:/NAME/VERSION`: the MLflow registry (the pyfunc logged by the train stage
@@ -25,7 +27,8 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-EXPLAIN_METHODS = ("knowledge", "leave_one_out", "none")
+EXPLAIN_METHODS = ("model", "knowledge", "leave_one_out", "none")
+UNCLASSIFIED = "unclassified"  # the type of a disease the knowledge gives no organ system
 
 
 @dataclass
@@ -239,21 +242,34 @@ def term_vocabulary(model, knowledge_dir: str | Path | None):
 
 # -- the scorer ---------------------------------------------------------------------------------------------
 class Scorer:
-    """Patients in (canonical table, ids already pseudonymised), one scored row per patient out."""
+    """Patients in (canonical table, ids already pseudonymised), one scored row (or answer) per patient out.
 
-    def __init__(self, handle: ModelHandle, detector=None, top_k: int = 5, explain: str = "knowledge",
+    explain: "model" (the model's own account: each finding's log likelihood ratio under the disease, for a
+    model that gives one, else "knowledge"), "knowledge" (the finding's share of the IC-weighted match to the
+    top disease), "leave_one_out" (the drop in the top disease's probability without the finding), "none".
+    """
+
+    def __init__(self, handle: ModelHandle, detector=None, top_k: int = 5, explain: str = "model",
                  n_explain: int = 3, max_explain_findings: int = 40, knowledge_dir: str | Path | None = None):
         if explain not in EXPLAIN_METHODS:
             raise ValueError(f"explain must be one of {EXPLAIN_METHODS}, got {explain!r}")
         self.handle = handle
         self.detector = detector
         self.top_k = int(top_k)
+        self.has_own_explanations = hasattr(handle.model, "explain")
+        if explain == "model" and not self.has_own_explanations:
+            explain = "knowledge"
         self.explain = explain
         self.n_explain = int(n_explain)
         self.max_explain_findings = int(max_explain_findings)
         self.vocabulary = term_vocabulary(handle.model, knowledge_dir)
         self.profiles = (knowledge_profiles(handle.model, handle.classes, knowledge_dir)
                          if explain == "knowledge" else None)
+        self.names = dict(getattr(handle.model, "disease_names_", {}) or {})
+        if not self.names and knowledge_dir:
+            from dxlab.serving.api import disease_names
+
+            self.names = disease_names(knowledge_dir)
 
     # -- construction ----------------------------------------------------------------------------------
     @classmethod
@@ -298,6 +314,18 @@ class Scorer:
     def predict_proba(self, patients: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.handle.model.predict_proba(patients), dtype=float)
 
+    def top(self, patients: pd.DataFrame, k: int | None = None) -> tuple[np.ndarray, np.ndarray, dict | None]:
+        """(indices into classes, probabilities) of the k most probable diseases per patient, and the probability
+        by type of disease (organ system -> per-patient probability) when the model gives one."""
+        k = min(self.top_k if k is None else k, len(self.classes))
+        model = self.handle.model
+        if hasattr(model, "predict_top"):
+            index, proba, by_system = model.predict_top(patients, k)
+            return index, proba, dict(zip(model.systems_, by_system.T))
+        full = self.predict_proba(patients)
+        index = np.argsort(-full, axis=1, kind="stable")[:, :k]
+        return index, np.take_along_axis(full, index, axis=1), None
+
     def anomaly(self, patients: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(score, flag); NaN and -1 without a detector. Higher score = more anomalous."""
         n = len(patients)
@@ -314,15 +342,15 @@ class Scorer:
         flags = (scores > threshold).astype(int) if threshold is not None else np.asarray(final.predict(features))
         return scores, flags.astype(int)
 
-    def score(self, patients: pd.DataFrame, proba: np.ndarray | None = None) -> pd.DataFrame:
-        """The scored table: patient_id, where the row came from (when known), model, top-k, anomaly, findings."""
+    def score(self, patients: pd.DataFrame) -> pd.DataFrame:
+        """The scored table: patient_id, where the row came from (when known), model, top-k with names, anomaly,
+        the findings that weighed most for the first disease."""
         from dxlab.data.preprocess import coerce_patients
 
         patients = coerce_patients(patients.reset_index(drop=True))
-        n, k = len(patients), min(self.top_k, len(self.classes))
-        proba = self.predict_proba(patients) if proba is None else proba
-        order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
-        top_p = np.take_along_axis(proba, order, axis=1)
+        n = len(patients)
+        index, top_p, _ = self.top(patients)
+        k = index.shape[1]
         out = {"patient_id": patients["patient_id"].astype(str).to_numpy() if "patient_id" in patients
                else np.full(n, "", dtype=object)}
         for col in ("source_file", "source_row", "day"):
@@ -331,27 +359,88 @@ class Scorer:
         out["model"] = np.full(n, self.model_name, dtype=object)
         out["model_version"] = np.full(n, self.model_version, dtype=object)
         for r in range(k):
-            out[f"disease_{r + 1}"] = self.classes[order[:, r]]
+            out[f"disease_{r + 1}"] = self.classes[index[:, r]]
+            out[f"name_{r + 1}"] = [self.names.get(d, "") for d in self.classes[index[:, r]]]
             out[f"probability_{r + 1}"] = top_p[:, r].round(6)
         scores, flags = self.anomaly(patients)
         out["anomaly_score"] = scores
         out["anomaly_flag"] = flags
-        findings, weights = self.key_findings(patients, self.classes[order[:, 0]] if k else np.empty(0),
-                                              top_p[:, 0] if k else np.empty(0))
+        findings, weights = self.key_findings(patients, self.classes[index[:, 0]] if k else np.empty(0),
+                                              top_p[:, 0] if k else np.empty(0), index[:, 0] if k else None)
         out["key_findings"] = findings
         out["key_finding_weights"] = weights
         if "diagnosis" in patients:  # a label that arrived with the batch (monitoring measures performance)
             out["diagnosis"] = patients["diagnosis"].to_numpy()
         return pd.DataFrame(out)
 
+    def answer(self, patients: pd.DataFrame, k: int | None = None) -> list[dict]:
+        """Per patient: the top diseases (id, name, probability, findings that support it and that argue against
+        it), the probability by type of disease, the anomaly score and flag, the key findings of the first."""
+        from dxlab.data.preprocess import coerce_patients
+
+        patients = coerce_patients(patients.reset_index(drop=True))
+        index, top_p, by_system = self.top(patients, k)
+        scores, flags = self.anomaly(patients)
+        model = self.handle.model
+        term_names = getattr(model, "term_names_", {})
+        findings, weights = self.key_findings(patients, self.classes[index[:, 0]], top_p[:, 0], index[:, 0])
+        out = []
+        for i, patient in enumerate(patients.to_dict("records")):
+            accounts = (model.explain(patient, index[i], n=self.n_explain + 2) if self.has_own_explanations
+                        else [{"supporting": [], "against": []} for _ in index[i]])
+            diagnoses = [{"disease_id": str(self.classes[j]), "name": self.names.get(str(self.classes[j]), ""),
+                          "probability": round(float(p), 6), **account}
+                         for j, p, account in zip(index[i], top_p[i], accounts)]
+            types = []
+            if by_system is not None:
+                ranked = sorted(((float(v[i]), s) for s, v in by_system.items()), reverse=True)
+                types = [{"type": s or UNCLASSIFIED, "name": term_names.get(s, "") if s else
+                          "no organ system in the knowledge", "probability": round(p, 6)}
+                         for p, s in ranked if p >= 0.001]
+            out.append({"patient_id": patient.get("patient_id") or None, "diagnoses": diagnoses,
+                        "probability_by_type": types,
+                        "anomaly": {"score": None if not np.isfinite(scores[i]) else round(float(scores[i]), 6),
+                                    "flag": None if flags[i] < 0 else bool(flags[i])},
+                        "key_findings": [{"hpo_id": t, "weight": float(w)} for t, w in zip(findings[i], weights[i])]})
+        return out
+
     # -- explanations --------------------------------------------------------------------------------------
-    def key_findings(self, patients: pd.DataFrame, top_disease: np.ndarray, top_probability: np.ndarray
-                     ) -> tuple[list[list[str]], list[list[float]]]:
+    def key_findings(self, patients: pd.DataFrame, top_disease: np.ndarray, top_probability: np.ndarray,
+                     top_index: np.ndarray | None = None) -> tuple[list[list[str]], list[list[float]]]:
+        if self.explain == "model" and top_index is not None:
+            return self._own(patients, top_index)
         if self.explain == "leave_one_out":
             return self._leave_one_out(patients, top_disease, top_probability)
         if self.explain == "knowledge" and self.profiles is not None:
             return self._knowledge(patients, top_disease)
         return [[] for _ in range(len(patients))], [[] for _ in range(len(patients))]
+
+    def _own(self, patients: pd.DataFrame, top_index: np.ndarray):
+        """The findings with the largest log likelihood ratio under the first disease (the model's own account),
+        for every patient at once."""
+        core = self.handle.model.core_
+        encoder = core.encoder_
+        owner, position, terms, labels = [], [], [], []
+        for i, findings in enumerate(patients["findings"]):
+            for raw in findings:
+                term = encoder.normalise(raw)
+                if term is not None:
+                    owner.append(i)
+                    terms.append(encoder.index[term])
+                    labels.append(raw)
+        names = [[] for _ in range(len(patients))]
+        values = [[] for _ in range(len(patients))]
+        if not owner:
+            return names, values
+        owner = np.asarray(owner)
+        log_lr = core.pair_log_lr(np.asarray(terms), np.asarray(top_index)[owner])
+        order = np.lexsort((-log_lr, owner))  # by patient, strongest first
+        for k in order:
+            i, w = owner[k], float(log_lr[k])
+            if w > 0 and len(names[i]) < self.n_explain and labels[k] not in names[i]:
+                names[i].append(labels[k])
+                values[i].append(round(w, 4))
+        return names, values
 
     def _knowledge(self, patients: pd.DataFrame, top_disease: np.ndarray):
         """Each finding's share of the IC- and frequency-weighted match between the patient and the top disease."""

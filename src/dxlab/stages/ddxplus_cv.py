@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dxlab.config import compose
 from dxlab.data.schema import read_parquet
+from dxlab.data.sources import feed_settings
 from dxlab.evaluation.cv import cross_validate
 from dxlab.models.build import ModelSpec, build_pipeline
 from dxlab.stages._runner import main_for, write_json
@@ -47,9 +48,10 @@ def run(cfg: DictConfig) -> dict:
     d = cfg.ddxplus
     out = Path(d.out)
     first = ddxplus_config(cfg, d.models[0])
-    if not Path(first.data.source.path).exists():
-        print(f"ddxplus_cv: {first.data.source.path} not found, skipped (set data.source.path in conf/data/ddxplus.yaml)")
-        write_json({"skipped": f"{first.data.source.path} not found"}, out / "metrics.json")
+    path = feed_settings(first).source.path
+    if not Path(path).exists():
+        print(f"ddxplus_cv: {path} not found, skipped (set data.sources.ddxplus.source.path in conf/data/ddxplus.yaml)")
+        write_json({"skipped": f"{path} not found"}, out / "metrics.json")
         return {}
     ingest.run(first)
     validate.run(first)

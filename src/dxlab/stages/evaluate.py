@@ -1,19 +1,25 @@
-"""Stage `evaluate`: metrics overall and by disease-frequency stratum for every trained model, with plots."""
+"""Stage `evaluate`: the baseline and the model on every evaluation line, by slice, with reports and plots.
+
+Lines: each `grouped` source's rows (real case reports), every row scored by what never saw its group (for the
+diagnostic model: profiles and neighbours leave the publication out, the reranker and the calibrator are those of
+another fold of publications), and each `holdout` source's test split (the simulated cohort: a second, clearly
+labelled line). Writes reports/metrics.json (model -> line -> overall / by stratum / sex / age band / knowledge),
+reports/metrics.md, the full report of the model on each grouped source (reports/evaluation/<source>/), and the
+reliability and per-disease tables `dvc plots` draws.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from dxlab.data.schema import read_parquet
-from dxlab.evaluation import metrics as M
-from dxlab.evaluation import plots
-from dxlab.evaluation.report import metrics_table
-from dxlab.knowledge.base import Knowledge
+from dxlab.evaluation.case_report import write_case_outputs, write_report
+from dxlab.evaluation.cases import case_metrics, case_table, reliability
+from dxlab.evaluation.report import lines_table
 from dxlab.models.build import load_model, model_specs
 from dxlab.stages._runner import main_for, write_json
 from dxlab.tracking.mlflow_tracking import log_artifact, log_metrics, stage_run, tracking_uri
@@ -21,58 +27,84 @@ from dxlab.tracking.mlflow_tracking import log_artifact, log_metrics, stage_run,
 log = logging.getLogger(__name__)
 
 
+def evaluation_lines(cfg: DictConfig, train: pd.DataFrame, test: pd.DataFrame) -> list[dict]:
+    """(name, rows, groups, description) of every line: grouped sources first, then the holdout test splits."""
+    lines = []
+    for name in cfg.data.sources:
+        grouped = cfg.data.sources[name].get("evaluation", "holdout") == "grouped"
+        rows = (train if grouped else test)
+        rows = rows[rows["source"] == name].reset_index(drop=True)
+        if not len(rows):
+            continue
+        if grouped:
+            lines.append({"name": str(name), "rows": rows, "groups": rows["group_id"].astype(str).to_numpy(),
+                          "description": f"{name}: every case scored by what never saw its group (publication)"})
+        else:
+            lines.append({"name": f"{name}_test", "rows": rows, "groups": None,
+                          "description": f"{name}: held-out test split"})
+    return sorted(lines, key=lambda line: line["groups"] is None)
+
+
 def run(cfg: DictConfig) -> dict:
     processed, reports = Path(cfg.paths.processed), Path(cfg.paths.reports)
     train, test = read_parquet(processed / "train.parquet"), read_parquet(processed / "test.parquet")
-    train_counts = train["diagnosis"].astype(str).value_counts().to_dict()
     thresholds = OmegaConf.to_container(cfg.evaluate.strata)
-    ks = tuple(cfg.evaluate.ks)
-    names = {}
-    if cfg.data.vocabulary == "hpo":
-        names = Knowledge.load(cfg.paths.knowledge).disease_names
-    y_true = test["diagnosis"].astype(str).to_numpy()
-    results, calibration = {}, {}
-    plot_dir, figures = reports / "plots", reports / "figures"
+    n_bins = int(cfg.evaluate.calibration_bins)
+    lines = evaluation_lines(cfg, train, test)
+    results: dict = {}
     for spec in model_specs(cfg):
         model = load_model(cfg.paths.models, spec.name)
-        proba = model.predict_proba(test)
-        classes = np.asarray(model.classes_).astype(str)
-        result = M.evaluate_predictions(y_true, proba, classes, train_counts, thresholds, ks=ks,
-                                        n_bins=cfg.evaluate.calibration_bins)
-        results[spec.name] = result
-        per_disease = M.per_disease_table(y_true, proba, classes, train_counts, thresholds)
-        per_disease.insert(1, "name", per_disease["disease"].map(names).fillna(""))
-        calibration[spec.name] = M.calibration_table(y_true, proba, classes, n_bins=cfg.evaluate.calibration_bins)
-        y_pred = classes[np.argmax(proba, axis=1)]
-        pairs = M.confused_pairs(y_true, y_pred, top=cfg.evaluate.n_confused_pairs)
-        pairs["pair"] = [f"{names.get(a, a)[:30]} -> {names.get(p, p)[:30]}" for a, p in zip(pairs["actual"], pairs["predicted"])]
-        out = plot_dir / spec.role
-        out.mkdir(parents=True, exist_ok=True)
-        per_disease.to_csv(out / "per_disease.csv", index=False)
-        calibration[spec.name].to_csv(out / "calibration.csv", index=False)
-        pairs.to_csv(out / "confused_pairs.csv", index=False)
-        pd.DataFrame({"actual": y_true, "predicted": y_pred}).to_csv(out / "predictions.csv", index=False)
-        figures.mkdir(parents=True, exist_ok=True)
-        pngs = [plots.plot_recall_vs_train_count(per_disease, figures / f"{spec.name}_recall_vs_train_count.png",
-                                                 title=f"{spec.name}: per-disease recall by training patients",
-                                                 thresholds=thresholds),
-                plots.plot_confused_pairs(pairs, figures / f"{spec.name}_confused_pairs.png", labels=names)]
+        # a model that knows its training rows per disease (and each row's group) says so itself
+        counts = (None if hasattr(model, "core_") else
+                  spec.training_rows(train)["diagnosis"].astype(str).value_counts().to_dict())
+        results[spec.name] = {}
+        for line in lines:
+            grouped = line["groups"] is not None
+            frame = case_table(model, line["rows"], line["groups"], side_by_side=grouped and spec.role == "model",
+                               train_counts=counts, thresholds=thresholds)
+            metrics = case_metrics(frame, n_bins)
+            results[spec.name][line["name"]] = metrics
+            plots = reports / "plots" / spec.role / line["name"]
+            plots.mkdir(parents=True, exist_ok=True)
+            reliability(frame, n_bins).to_csv(plots / "reliability.csv", index=False)
+            per_disease = (frame.assign(hit=frame["rank"] <= 1).groupby("true_disease")
+                           .agg(training_rows=("training_rows", "max"), cases=("hit", "size"), recall=("hit", "mean"))
+                           .reset_index())
+            per_disease.to_csv(plots / "per_disease.csv", index=False)
+            if grouped and spec.role == "model":
+                out = write_case_outputs(frame, {**metrics, "context": context(model, spec.name, cfg)},
+                                         reports / "evaluation" / line["name"])
+                write_report(out, out / "report.md", out / "figures", getattr(model, "disease_names_", {}),
+                             title=f"The {spec.name} model on {line['name']}",
+                             context={"targets": line["name"] == "case_reports",
+                                      "description": line["description"]})
+                for path in (out / "report.md", out / "metrics.json"):
+                    log_artifact(path, f"evaluation/{line['name']}")
         with stage_run("evaluate", cfg, nested=True, run_name=f"evaluate/{spec.name}",
                        tags={"dxlab.model": spec.name}):
-            log_metrics(result)
-            for path in [*pngs, out / "per_disease.csv", out / "calibration.csv"]:
-                log_artifact(path)
-    pngs = [plots.plot_calibration(calibration, figures / "calibration.png"),
-            plots.plot_metrics_by_stratum(results, figures / f"{cfg.evaluate.primary_metric}_by_stratum.png",
-                                          metric=cfg.evaluate.primary_metric)]
-    for path in pngs:
-        log_artifact(path)
+            log_metrics({line: {k: v for k, v in m.items() if k != "side_by_side"}
+                         for line, m in results[spec.name].items()})
     write_json(results, reports / "metrics.json")
-    table = metrics_table(results, ks)
+    table = lines_table(results)
     (reports / "metrics.md").write_text(table + "\n")
     print("\n" + table + "\n")
     print(f"Compare runs in the MLflow UI: `make ui` (store: {tracking_uri(cfg)})\n")
-    return results
+    return {name: {line: m["overall"] for line, m in by_line.items()} for name, by_line in results.items()}
+
+
+def context(model, name: str, cfg: DictConfig) -> dict:
+    """What the report says about the model: its universe, knowledge version, training sources, parameters."""
+    out = {"model": name, "universe_size": int(len(model.classes_))}
+    if hasattr(model, "knowledge_version_"):
+        out["knowledge_version"] = model.knowledge_version_
+    if hasattr(model, "training_sources_"):
+        out["training"] = ", ".join(f"{k} ({v:,} rows)" for k, v in model.training_sources_.items())
+    if getattr(model, "reranker_", None) is not None:
+        out["reranker"] = {"training_cases": model.reranker_.n_training_cases_,
+                           "importance": model.reranker_.importance()}
+    if hasattr(model, "settings_"):
+        out["params"] = model.settings_
+    return out
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Stage `features`: fit the patient featurizer on training patients, write sparse matrices for both parts."""
+"""Stage `features`: fit the patient featurizer on the feed's training patients (what the feature-matrix models of
+the zoo learn from: conf/model/*.yaml `train_sources`), write sparse matrices of its training and test rows."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from dxlab.stages._runner import main_for, write_json
 def run(cfg: DictConfig) -> dict:
     processed = Path(cfg.paths.processed)
     train, test = read_parquet(processed / "train.parquet"), read_parquet(processed / "test.parquet")
+    feed = cfg.data.get("feed")
+    if feed is not None and (train["source"] == feed).any():
+        train = train[train["source"] == feed].reset_index(drop=True)
+        test = test[test["source"] == feed].reset_index(drop=True)
     featurizer = instantiate(cfg.features).fit(train, train["diagnosis"])
     out = Path(cfg.paths.features)
     out.mkdir(parents=True, exist_ok=True)

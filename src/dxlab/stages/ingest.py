@@ -1,4 +1,8 @@
-"""Stage `ingest`: read every file of the configured source into the canonical table, ids pseudonymised."""
+"""Stage `ingest`: every file of every configured source into the one canonical table, ids pseudonymised.
+
+A source marked `required: false` whose files are missing (the shared case reports on a machine without them) is
+left out, and the run says so: the stage's metrics list what was read from each source.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,18 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from dxlab.data.pseudonym import load_key, pseudonymise
-from dxlab.data.schema import IngestResult, empty_table, to_parquet
+from dxlab.data.pseudonym import load_key, pseudonymise, pseudonymise_group
+from dxlab.data.schema import ISSUE_COLUMNS, IngestResult, empty_table, to_parquet
+from dxlab.data.sources import source_specs
 from dxlab.stages._runner import main_for, write_json
 
 log = logging.getLogger(__name__)
 
 
 def ingest(source, key: bytes) -> IngestResult:
+    """One source's files -> canonical rows; patient ids (and patient-level groups) become keyed pseudonyms."""
     tables, issues = [], []
     files = source.files()
     if not files:
@@ -24,10 +29,15 @@ def ingest(source, key: bytes) -> IngestResult:
     for path in files:
         result = source.read_file(path)
         raw_ids = result.table["patient_id"].astype(str)
-        pseudo = {row: pseudonymise(pid, key, source.name) for row, pid in zip(result.table["source_row"], raw_ids)}
-        result.table["patient_id"] = [pseudonymise(pid, key, source.name) for pid in raw_ids]
+        pseudo = [pseudonymise(pid, key, source.name) for pid in raw_ids]
+        by_row = dict(zip(result.table["source_row"], pseudo))
+        groups = result.table["group_id"].fillna("").astype(str)
+        result.table["group_id"] = [pseudonymise_group(g, p, key, source.name) for g, p in zip(groups, pseudo)]
+        result.table["patient_id"] = pseudo
+        result.table["source"] = source.name
         for issue in result.issues:  # the raw id never leaves the adapter
-            issue.patient_id = pseudo.get(issue.source_row, "")
+            issue.patient_id = by_row.get(issue.source_row, "")
+            issue.source = source.name
         tables.append(result.table)
         issues.extend(result.issues)
     table = pd.concat(tables, ignore_index=True) if tables else empty_table()
@@ -35,18 +45,34 @@ def ingest(source, key: bytes) -> IngestResult:
 
 
 def run(cfg: DictConfig) -> dict:
-    source = instantiate(cfg.data.source)
-    result = ingest(source, load_key(Path(cfg.paths.interim).parent / ".pseudonym_key"))
+    key = load_key(Path(cfg.paths.interim).parent / ".pseudonym_key")
+    tables, issues, by_source = [], [], {}
+    for spec in source_specs(cfg):
+        found, why = spec.available()
+        if not found:
+            if spec.required:
+                raise FileNotFoundError(f"data.sources.{spec.name}: {why}")
+            log.warning("source %s left out: %s (the run trains without it)", spec.name, why)
+            print(f"ingest: source {spec.name!r} not found ({why}): training without it")
+            by_source[spec.name] = {"n_rows": 0, "n_files": 0, "status": f"missing: {why}"}
+            continue
+        result = ingest(spec.adapter, key)
+        tables.append(result.table)
+        issues.extend(result.issues)
+        by_source[spec.name] = {"n_rows": int(len(result.table)), "n_files": int(result.table["source_file"].nunique()),
+                                "n_parse_issues": len(result.issues), "status": "read"}
+        log.info("ingested %s: %d rows from %d files (%d parse issues)", spec.name, len(result.table),
+                 by_source[spec.name]["n_files"], len(result.issues))
+    if not tables:
+        raise FileNotFoundError("no source had input files: see data.sources")
+    table = pd.concat(tables, ignore_index=True)
     out = Path(cfg.paths.interim)
     out.mkdir(parents=True, exist_ok=True)
-    to_parquet(result.table, out / "ingested.parquet")
-    pd.DataFrame([i.as_dict() for i in result.issues],
-                 columns=["source_file", "source_row", "field", "reason", "patient_id"]).to_csv(
-        out / "ingest_issues.csv", index=False)
-    metrics = {"n_files": int(result.table["source_file"].nunique()), "n_rows": int(len(result.table)),
-               "n_parse_issues": len(result.issues)}
-    log.info("ingested %d rows from %d files (%d parse issues)", metrics["n_rows"], metrics["n_files"],
-             metrics["n_parse_issues"])
+    to_parquet(table, out / "ingested.parquet")
+    pd.DataFrame([i.as_dict() for i in issues], columns=ISSUE_COLUMNS).to_csv(out / "ingest_issues.csv", index=False)
+    metrics = {"n_rows": int(len(table)), "n_parse_issues": len(issues), "sources": by_source}
+    print("ingest: " + "; ".join(f"{name}: {m['n_rows']:,} rows" if m["status"] == "read" else f"{name}: not read"
+                                 for name, m in by_source.items()))
     write_json(metrics, Path(cfg.paths.reports) / "stages" / "ingest.json")
     return metrics
 

@@ -6,7 +6,9 @@ import contextlib
 import json
 import logging
 import os
+import re
 import subprocess
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from omegaconf import DictConfig
 from dxlab.config import flatten, project_root
 
 log = logging.getLogger(__name__)
+_METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-. :/]")  # what MLflow accepts in a metric name
 
 
 def tracking_uri(cfg: DictConfig | None = None) -> str:
@@ -83,7 +86,7 @@ def log_metrics(metrics: Mapping, prefix: str = "") -> None:
         return
     import mlflow
 
-    flat = {k: float(v) for k, v in flatten(dict(metrics), prefix=prefix, sep="/").items()
+    flat = {_METRIC_NAME.sub("_", k): float(v) for k, v in flatten(dict(metrics), prefix=prefix, sep="/").items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
     if flat:
         mlflow.log_metrics(flat)
@@ -117,3 +120,44 @@ def package_requirements(packages=("scikit-learn", "pandas", "numpy", "scipy", "
     from importlib.metadata import version
 
     return [f"{name}=={version(name)}" for name in packages] + [f"mlflow=={version('mlflow')}"]
+
+
+def table_digest(table) -> str:
+    """A content digest of a canonical table (its pseudonymised rows), stable across runs and machines."""
+    import hashlib
+
+    import pandas as pd
+
+    flat = table.copy()
+    for col in flat.columns:
+        if flat[col].map(lambda v: isinstance(v, (list, dict))).any():
+            flat[col] = flat[col].map(lambda v: json.dumps(v, sort_keys=True, default=str))
+    hashed = pd.util.hash_pandas_object(flat.astype(str), index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:20]
+
+
+def log_training_sources(table, cfg=None) -> dict[str, str]:
+    """Log each source of the training rows as an MLflow dataset (name, where it came from, rows, digest) in the
+    active run, so the UI shows which data trained which model. Only the schema and row counts are logged, never a
+    row. Returns source -> digest."""
+    if not _active() or "source" not in table:
+        return {}
+    import mlflow
+    import pandas as pd
+
+    paths = {}
+    if cfg is not None and "data" in cfg and "sources" in cfg.data:
+        paths = {name: str(entry.source.get("path", "")) for name, entry in cfg.data.sources.items()}
+    out = {}
+    for name, rows in table.groupby("source", sort=False):
+        digest = table_digest(rows)
+        profile = pd.DataFrame({"diagnosis": rows["diagnosis"].astype(str).to_numpy(),
+                                "group_id": rows["group_id"].astype(str).to_numpy() if "group_id" in rows else ""})
+        with warnings.catch_warnings():  # a local path reads as two kinds of source: MLflow says so, harmlessly
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(profile, source=paths.get(name) or str(name), name=str(name),
+                                              digest=digest)
+        mlflow.log_input(dataset, context="training", tags={"rows": str(len(rows)),
+                                                            "diseases": str(rows["diagnosis"].nunique())})
+        out[str(name)] = digest
+    return out

@@ -1,10 +1,17 @@
-"""The MLflow pyfunc wrapper: patients in (findings as lists or 'HP:..;HP:..' strings), probabilities out."""
+"""The MLflow pyfunc wrapper: patients in (findings as lists or 'HP:..;HP:..' strings), the most probable diseases
+out -- one row per patient and rank: `patient` (row of the input), `rank`, `disease_id`, `name`, `probability`.
+
+A diagnostic model ranks about 12,600 diseases: a column per disease would make every answer a 12,600-wide row,
+so the pyfunc answers the first `top_k` (a param, default 10); `predict_proba` on the joblib artifact (what
+`dxlab serve` loads) gives the whole distribution.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 
 INPUT_EXAMPLE = pd.DataFrame({
@@ -15,10 +22,29 @@ INPUT_EXAMPLE = pd.DataFrame({
     "sex": ["F", "M"],
     "family_history": [0.0, 1.0],
 })
+TOP_K = 10
+
+
+def top_diseases(model, patients: pd.DataFrame, top_k: int = TOP_K) -> pd.DataFrame:
+    """The first `top_k` diseases of every patient, long format (patient, rank, disease_id, name, probability)."""
+    classes = np.asarray(model.classes_).astype(str)
+    if hasattr(model, "predict_top"):
+        index, proba, _ = model.predict_top(patients, top_k)
+    else:
+        full = np.asarray(model.predict_proba(patients), dtype=float)
+        index = np.argsort(-full, axis=1, kind="stable")[:, :top_k]
+        proba = np.take_along_axis(full, index, axis=1)
+    names = getattr(model, "disease_names_", {})
+    k = index.shape[1]
+    return pd.DataFrame({"patient": np.repeat(np.arange(len(patients)), k), "rank": np.tile(np.arange(1, k + 1),
+                                                                                          len(patients)),
+                         "disease_id": classes[index.ravel()],
+                         "name": [names.get(d, "") for d in classes[index.ravel()]],
+                         "probability": proba.ravel().round(6)})
 
 
 class DxlabModel(mlflow.pyfunc.PythonModel):
-    """Wraps a fitted dxlab model (joblib artifact `model`); output columns are disease ids."""
+    """Wraps a fitted dxlab model (joblib artifact `model`)."""
 
     def load_context(self, context) -> None:
         import joblib
@@ -29,8 +55,7 @@ class DxlabModel(mlflow.pyfunc.PythonModel):
         from dxlab.data.preprocess import coerce_patients
 
         patients = coerce_patients(pd.DataFrame(model_input))
-        proba = self.model.predict_proba(patients)
-        return pd.DataFrame(proba, columns=[str(c) for c in self.model.classes_])
+        return top_diseases(self.model, patients, int((params or {}).get("top_k", TOP_K)))
 
 
 def log_pyfunc(model_path: str | Path, name: str, pip_requirements: list[str]):
@@ -42,9 +67,8 @@ def log_pyfunc(model_path: str | Path, name: str, pip_requirements: list[str]):
     from dxlab.data.preprocess import coerce_patients
 
     model = joblib.load(model_path)
-    output = pd.DataFrame(model.predict_proba(coerce_patients(INPUT_EXAMPLE)),
-                          columns=[str(c) for c in model.classes_])
-    signature = infer_signature(INPUT_EXAMPLE, output)
+    output = top_diseases(model, coerce_patients(INPUT_EXAMPLE))
+    signature = infer_signature(INPUT_EXAMPLE, output, params={"top_k": TOP_K})
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(Path(__file__).with_name("pyfunc_model.py")),

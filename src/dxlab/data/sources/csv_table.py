@@ -97,6 +97,8 @@ class CsvSource:
         for field in ("findings", "excluded", "history"):
             row[field] = self._list(record.get(col.get(field, ""), ""), field, issue)
         row["note"] = record.get(col.get("note", ""), "")
+        # the unit folds must not split (a patient seen several times, a family); empty: the row's patient
+        row["group_id"] = record.get(col.get("group_id", ""), "").strip() if col.get("group_id") else ""
         diagnosis = record.get(col.get("diagnosis", ""), "").strip()
         row["diagnosis"] = diagnosis or None
         measurements = {}

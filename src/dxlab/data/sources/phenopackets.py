@@ -39,6 +39,7 @@ from dxlab.knowledge.hpo import ONSET_AGE_RANGES, PEDIATRIC_ONSET
 __all__ = ["PhenopacketsSource", "parse_iso8601_age", "HPO_ID"]
 
 HPO_ID = re.compile(r"HP:\d{7}")
+PMID = re.compile(r"PMID[_:\s]*(\d+)|^\s*(\d+)\s*$", re.IGNORECASE)
 SEX_MAP: dict[str, str | None] = {
     "MALE": "M",
     "FEMALE": "F",
@@ -100,6 +101,7 @@ class _Row:
             "note": "",
             "diagnosis": None,
             "source": source,
+            "group_id": f"file:{file_name}",  # a publication id replaces it when the record names one
             "source_file": file_name,
             "source_row": row_no,
             "day": "",
@@ -168,6 +170,12 @@ class _Row:
                 self.issue(field, f"bad HPO term id {term!r}")
         self.fields[field] = list(dict.fromkeys(kept))
 
+    def set_publication(self, value: Any) -> None:
+        """The case's publication (its group for cross-validation): 'PMID:<n>' from a pmid field or reference."""
+        match = PMID.search(str(value)) if value not in (None, "") else None
+        if match:
+            self.fields["group_id"] = f"PMID:{match.group(1) or match.group(2)}"
+
     def set_diagnosis(self, value: Any) -> None:
         if isinstance(value, str) and value.strip():
             self.fields["diagnosis"] = canonical_disease_id(value)
@@ -227,6 +235,7 @@ def _time_element_years(element: Any, row: _Row, field: str, what: str) -> float
 
 def _fill_flat(row: _Row, rec: dict) -> None:
     row.set_id(rec.get("case_id"))
+    row.set_publication(rec.get("pmid") or rec.get("case_id"))
     row.set_age(rec.get("age_years"))
     row.set_sex(rec.get("sex"))
     row.set_terms("findings", rec.get("observed"))
@@ -238,6 +247,10 @@ def _fill_flat(row: _Row, rec: dict) -> None:
 def _fill_phenopacket(row: _Row, packet: dict) -> None:
     subject = packet.get("subject") if isinstance(packet.get("subject"), dict) else {}
     row.set_id(subject.get("id") or packet.get("id"))
+    references = ((packet.get("metaData") or {}).get("externalReferences") or []) if isinstance(
+        packet.get("metaData"), dict) else []
+    pmids = [r.get("id") for r in references if isinstance(r, dict) and "PMID" in str(r.get("id", "")).upper()]
+    row.set_publication(pmids[0] if pmids else (subject.get("id") or packet.get("id")))
     row.set_sex(subject.get("sex"))
     age = _time_element_years(subject.get("timeAtLastEncounter"), row, "age", "age")
     if age is not None:
@@ -292,12 +305,14 @@ def _kind(record: Any) -> str | None:
 
 
 class PhenopacketsSource:
-    """Phenopacket cases (flat JSONL or GA4GH v2 JSON) -> canonical rows with raw case ids."""
+    """Phenopacket cases (flat JSONL or GA4GH v2 JSON) -> canonical rows with raw case ids; `group_id` is the
+    case's publication ('PMID:<n>': the `pmid` field, a PMID among the phenopacket's external references, or one
+    in its case id as phenopacket-store writes them, 'PMID_123_...'), else 'file:<file name>' (the cases of one file
+    are taken to come from one report)."""
 
-    name = "phenopackets"
-
-    def __init__(self, path: str):
+    def __init__(self, path: str, name: str = "phenopackets"):
         self.path = Path(path)
+        self.name = name
 
     def files(self) -> list[Path]:
         if self.path.is_dir():

@@ -1,0 +1,77 @@
+"""Nearest training rows: a disease scores the similarity of its most similar labelled training rows to the patient.
+
+Similarity is the cosine of IC-weighted, ontology-closed observed findings, with the excluded findings as a second
+block weighted `excluded_weight` (reports of one disease examine the same findings). A disease's score is the mean
+of its `top_n` best rows (0 for a disease without training rows). A training row of the patient's own group (its
+publication) is never used: `scores(X, groups)` is leave-group-out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from dxlab.features.terms import TermEncoder
+
+
+class NeighbourScores:
+    """Per-disease similarity of the nearest labelled training rows (see the module docstring)."""
+
+    def __init__(self, top_n: int = 1, excluded_weight: float = 1.0, batch: int = 512):
+        self.top_n = top_n
+        self.excluded_weight = excluded_weight
+        self.batch = batch
+
+    def fit(self, encoder: TermEncoder, n_classes: int, X: pd.DataFrame, label: np.ndarray,
+            groups: Sequence[str]) -> "NeighbourScores":
+        """label: each row's disease as an index into the universe (-1: not a training row for this part)."""
+        self.encoder_ = encoder
+        self.n_classes_ = int(n_classes)
+        label = np.asarray(label)
+        keep = label >= 0
+        self.reference_ = self.embed(X[keep]) if keep.any() else sparse.csr_matrix((0, self._width()))
+        self.groups_ = np.asarray(groups, dtype=object)[keep]
+        self.label_ = label[keep]
+        # rows sorted by disease, for a per-disease max over a row block
+        order = np.argsort(self.label_, kind="stable")
+        self.order_ = order
+        self.diseases_, starts = np.unique(self.label_[order], return_index=True)
+        self.starts_ = starts
+        return self
+
+    def _width(self) -> int:
+        return self.encoder_.n_terms * (2 if self.excluded_weight else 1)
+
+    def embed(self, X: pd.DataFrame) -> sparse.csr_matrix:
+        ic = self.encoder_.ic
+        blocks = [self.encoder_.matrix(list(X["findings"]), propagate=True).multiply(ic)]
+        if self.excluded_weight:
+            excluded = list(X["excluded"]) if "excluded" in X else [[]] * len(X)
+            blocks.append(self.encoder_.matrix(excluded, propagate=False).multiply(ic) * self.excluded_weight)
+        m = sparse.hstack(blocks).tocsr()
+        norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+        return (sparse.diags(1.0 / np.maximum(norms, 1e-9)) @ m).tocsr().astype(np.float32)
+
+    def scores(self, X: pd.DataFrame, groups: Sequence[str] | None = None) -> np.ndarray:
+        """Rows x universe similarity scores (0 for diseases without training rows)."""
+        out = np.zeros((len(X), self.n_classes_), dtype=np.float32)
+        if not len(self.label_) or not len(X):
+            return out
+        query = self.embed(X)
+        groups = None if groups is None else np.asarray(groups, dtype=object)
+        for start in range(0, len(X), self.batch):
+            sim = np.asarray((query[start:start + self.batch] @ self.reference_.T).todense(), dtype=np.float32)
+            if groups is not None:  # leave-group-out
+                sim[groups[start:start + self.batch, None] == self.groups_[None, :]] = 0.0
+            sim = sim[:, self.order_]
+            if self.top_n == 1:
+                best = np.maximum.reduceat(sim, self.starts_, axis=1)
+            else:
+                ends = np.r_[self.starts_[1:], sim.shape[1]]
+                best = np.stack([np.sort(sim[:, s:e], axis=1)[:, -self.top_n:].mean(axis=1)
+                                 for s, e in zip(self.starts_, ends)], axis=1)
+            out[start:start + self.batch, self.diseases_] = best
+        return out
