@@ -9,22 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import REPO, SHARED_CASES, require
 
 from dxlab.config import compose
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-SHARED_CASES = SHARED_DATA / "phenopackets" / "cases.jsonl"
-
-
-def require(path: Path, what: str) -> Path:
-    """The path, or a skip where it is missing -- a failure under CI (CI=true), where a skip would prove nothing."""
-    if not path.exists():
-        message = f"{what} not found at {path}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI runs with ../shared beside the project)")
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,12 @@ def test_anomaly_stage_writes_metrics_explanations_figures_model_and_mlflow_run(
         log_metrics(metrics)
     detectors = {"iforest", "lof", "ocsvm", "knn", "inne", "ecod", "mahalanobis", "autoencoder", "ensemble", "auto"}
     written = json.loads((root / "reports" / "anomaly" / "metrics.json").read_text())
+    real = written.pop("real_cases", {})
     assert set(written) == detectors
+    if "case_reports" in cfg.data.sources and real:  # auto on real cases it never saw: near its configured rate
+        flagged = real["case_reports"]
+        assert flagged["flag_rate"] < 3 * cfg.anomaly.rate
+        assert flagged["flag_rate_of_a_detector_fitted_on_simulated_patients_alone"] > flagged["flag_rate"]
     for result in written.values():
         assert {"precision", "recall", "f1", "roc_auc", "pr_auc", "by_kind"} <= set(result)
         assert set(result["by_kind"]) <= set(ANOMALY_KINDS) and len(result["by_kind"]) >= 4

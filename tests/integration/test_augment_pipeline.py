@@ -99,7 +99,7 @@ def test_train_stage_records_synthetic_rows_per_stratum(tiny_project, tmp_path):
     synthetic = written["logreg"]["synthetic_rows"]
     assert synthetic["rare"] > 0 and synthetic["common"] == 0 and synthetic["mid"] == 0
     assert synthetic["total"] == synthetic["rare"]
-    assert "synthetic_rows" not in written["knowledge_ranker"]  # a patients-input model ignores samplers
+    assert "synthetic_rows" not in written[cfg.baseline.name]  # a patients-input model ignores samplers
     model = joblib.load(tmp_path / "models" / "logreg.joblib")
     test = read_parquet(Path(cfg.paths.processed) / "test.parquet")
     proba = model.predict_proba(test)

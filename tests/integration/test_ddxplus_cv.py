@@ -26,9 +26,9 @@ def test_ddxplus_cv_reports_gtpa_per_stratum_and_per_pathology(tmp_path, monkeyp
     rows.to_csv(sample, index=False)
     cfg = load_params([f"ddxplus.work={tmp_path / 'work'}", f"ddxplus.out={tmp_path / 'out'}", "ddxplus.n_splits=3",
                        f"paths.reports={tmp_path / 'reports'}", "tracking.enabled=false"])
-    cfg.ddxplus.data_overrides = ["data=ddxplus", f"data.source.path={sample}",
-                                  f"data.source.evidences_json={DDX / 'release_evidences.json'}",
-                                  f"data.source.conditions_json={DDX / 'release_conditions.json'}"]
+    cfg.ddxplus.data_overrides = ["data=ddxplus", f"data.sources.ddxplus.source.path={sample}",
+                                  f"data.sources.ddxplus.source.evidences_json={DDX / 'release_evidences.json'}",
+                                  f"data.sources.ddxplus.source.conditions_json={DDX / 'release_conditions.json'}"]
     ddxplus_cv.run(cfg)
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["n_patients"] == 400  # the slice is clean: nothing quarantined

@@ -101,7 +101,7 @@ def test_baselines_notebook_scores_every_trained_model(tiny_project, monkeypatch
     names = sorted(p.stem for p in Path(cfg.paths.models).glob("*.joblib"))
     assert f"models: {', '.join(names)};" in text, text
     test = read_parquet(Path(cfg.paths.processed) / "test.parquet")
-    learned = next(n for n in names if n != "knowledge_ranker")
+    learned = cfg.model.name
     model = joblib.load(Path(cfg.paths.models) / f"{learned}.joblib")
     predicted = np.asarray(model.classes_)[model.predict_proba(test).argmax(axis=1)]
     errors = int((predicted != test["diagnosis"].to_numpy()).sum())
@@ -122,7 +122,7 @@ def test_advanced_notebook_fits_variants_and_ranks_an_unseen_disease(tiny_projec
     assert unseen, text
     train = read_parquet(Path(cfg.paths.processed) / "train.parquet")
     assert unseen.group(1) not in set(train["diagnosis"])
-    assert int(unseen.group(3)) == train["diagnosis"].nunique() + 1
+    assert int(unseen.group(3)) > 12000  # ranked among every disease of the universe
     assert int(unseen.group(2)) <= 3, "a textbook presentation should put the unseen disease near the top"
     added = re.search(r"smote-added: (\d+) synthetic rows for (\d+) diseases", text)
     assert added and int(added.group(1)) > 0

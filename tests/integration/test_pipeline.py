@@ -59,9 +59,10 @@ def test_injected_bad_rows_are_quarantined_not_dropped(tiny_project):
     quarantine = pd.read_csv(root / "data" / "quarantine" / "quarantine.csv")
     valid = read_parquet(root / "data" / "interim" / "patients.parquet")
     n_raw = sum(len(pd.read_csv(p)) for p in (root / "data" / "raw" / "hpo_cohort").glob("patients_*.csv"))
-    n_bad = quarantine[["source_file", "source_row"]].drop_duplicates().shape[0]
-    assert n_bad >= 1 and len(valid) + n_bad == n_raw
-    assert {"source_file", "source_row", "field", "reason"} <= set(quarantine.columns)
+    n_raw += sum(1 for _ in (root / "cases.jsonl").open())
+    n_bad = quarantine[["source", "source_file", "source_row"]].drop_duplicates().shape[0]
+    assert n_bad >= 1 and len(valid) + n_bad == n_raw  # every row of every source: valid or quarantined
+    assert {"source", "source_file", "source_row", "field", "reason"} <= set(quarantine.columns)
 
 
 def test_no_raw_patient_id_leaves_ingest(tiny_project):

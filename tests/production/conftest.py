@@ -1,5 +1,5 @@
 """Fixtures of the production path: a copy of the tiny project with an anomaly detector and an MLflow registry
-whose `champion` alias points at the tiny logistic regression."""
+whose `champion` alias points at the tiny project's diagnostic model, as the approve stage leaves it."""
 
 from __future__ import annotations
 
@@ -23,35 +23,13 @@ def _copy_cfg(cfg, root: Path, old_root: Path):
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _train_logreg(root: Path, cfg, train) -> None:
-    """Fit the logistic regression on the tiny project's features and add its test metrics to metrics.json."""
-    from scipy import sparse
-
-    from dxlab.data.schema import read_parquet
-    from dxlab.evaluation.metrics import evaluate_predictions
-    from dxlab.models.build import ModelSpec, fit_model, save_model
-
-    features = Path(cfg.paths.features)
-    model = fit_model(ModelSpec("logreg", cfg.model), train, joblib.load(features / "featurizer.joblib"),
-                      sparse.load_npz(features / "train.npz"))
-    save_model(model, root / "models", "logreg")
-    test = read_parquet(root / "data" / "processed" / "test.parquet")
-    counts = train["diagnosis"].astype(str).value_counts().to_dict()
-    metrics_path = root / "reports" / "metrics.json"
-    metrics = json.loads(metrics_path.read_text())
-    metrics["logreg"] = evaluate_predictions(test["diagnosis"].astype(str), model.predict_proba(test),
-                                             [str(c) for c in model.classes_], counts)
-    metrics_path.write_text(json.dumps(metrics))
-
-
 @pytest.fixture(scope="session")
 def prod_project(tiny_project, tmp_path_factory):
-    """(root, cfg): the tiny project copied, a fitted anomaly detector, a registry with champion = logreg v1."""
+    """(root, cfg): the tiny project copied, a fitted anomaly detector, a registry with champion = diagnostic v1."""
     import mlflow
     from hydra.utils import instantiate
     from sklearn.pipeline import Pipeline
 
-    from dxlab.config import compose
     from dxlab.data.schema import read_parquet
     from dxlab.tracking.mlflow_tracking import package_requirements
     from dxlab.tracking.pyfunc import log_pyfunc
@@ -61,6 +39,7 @@ def prod_project(tiny_project, tmp_path_factory):
     root = tmp_path_factory.mktemp("prod_project")
     for name in ("data", "models", "reports"):
         shutil.copytree(old_root / name, root / name)
+    shutil.copy(old_root / "cases.jsonl", root / "cases.jsonl")
     cfg = _copy_cfg(old_cfg, root, old_root)
     cfg.tracking.uri = f"sqlite:///{root / 'mlflow.db'}"
     cfg.tracking.experiment = "production-tests"
@@ -73,21 +52,19 @@ def prod_project(tiny_project, tmp_path_factory):
     detector = instantiate(cfg.anomaly.auto).fit(features.transform(train))
     Path(cfg.serve.anomaly_detector).parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(Pipeline([("features", features), ("detector", detector)]), cfg.serve.anomaly_detector)
-    # the production tests serve a logistic regression, whatever the default model is
-    cfg.model = compose(["model=logreg"], config_dir=REPO / "conf").model
-    if not (root / "models" / "logreg.joblib").exists():
-        _train_logreg(root, cfg, train)
-    # the registry: champion = the tiny logreg, as the approve stage leaves it
+    # the registry: champion = the tiny project's diagnostic model, as the approve stage leaves it
     mlflow.set_tracking_uri(cfg.tracking.uri)
     # artifacts inside the temp project (the default, ./mlruns, would land in the checkout)
     mlflow.create_experiment(cfg.tracking.experiment, artifact_location=(root / "mlruns").as_uri())
     mlflow.set_experiment(cfg.tracking.experiment)
+    name = cfg.model.name
     with mlflow.start_run(run_name="prod-fixture"):
-        info = log_pyfunc(root / "models" / "logreg.joblib", "logreg", package_requirements())
-    metrics = json.loads((root / "reports" / "metrics.json").read_text())["logreg"]
+        info = log_pyfunc(root / "models" / f"{name}.joblib", name, package_requirements())
+    metrics = json.loads((root / "reports" / "metrics.json").read_text())[name]
     client = mlflow.MlflowClient(tracking_uri=cfg.tracking.uri)
-    register(client, info.model_uri, "dxlab", metrics, GateDecision(True), "champion", {"dxlab.model": "logreg"})
-    (root / "models" / "logreg.mlflow.json").write_text(json.dumps({"model_uri": info.model_uri}))
+    register(client, info.model_uri, "dxlab", {line: {"overall": m["overall"]} for line, m in metrics.items()},
+             GateDecision(True), "champion", {"dxlab.model": name})
+    (root / "models" / f"{name}.mlflow.json").write_text(json.dumps({"model_uri": info.model_uri}))
     return root, cfg
 
 

@@ -1,12 +1,16 @@
-"""The FastAPI service: predictions, bad requests, the API key, metrics, readiness and a model reload."""
+"""The FastAPI service: predictions, bad requests, the API key, metrics, readiness and a model reload; a real case
+answered as `evaluate-external` ranks it with the same model; the textbook Marfan presentation."""
 
+import json
 import logging
 import time
 
 import mlflow
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from helpers import SHARED_CASES, require
 from dxlab.data.schema import read_parquet
 from dxlab.serving.api import ApiSettings, ModelHolder, app_from_config, create_app
 from dxlab.serving.scorer import Scorer, model_version
@@ -33,11 +37,14 @@ def test_one_patient_and_a_batch(client, example):
     r = client.post("/v1/predict", json=example)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["model"] == "logreg" and body["model_version"] == "1"
+    assert body["model"] == "diagnostic" and body["model_version"] == "1"
     (pred,) = body["predictions"]
     assert pred["patient_id"].startswith("px-") and "RAW-ID" not in r.text
     probs = [d["probability"] for d in pred["diagnoses"]]
     assert probs == sorted(probs, reverse=True) and 0 < probs[0] <= 1
+    assert all(d["name"] for d in pred["diagnoses"])
+    assert {f["hpo_id"] for d in pred["diagnoses"] for f in d["supporting"]} <= set(example["findings"])
+    assert pred["probability_by_type"] and pred["probability_by_type"][0]["probability"] >= probs[0] - 1e-6
     assert pred["anomaly"]["flag"] in (True, False) and pred["anomaly"]["score"] is not None
     assert {f["hpo_id"] for f in pred["key_findings"]} <= set(example["findings"])
     batch = client.post("/v1/predict", json={"patients": [example, {**example, "patient_id": None}]})
@@ -104,7 +111,7 @@ def test_metrics_count_requests_predictions_and_drift(prod_project, client, exam
     assert sum(s.value for s in families["dxlab_predictions"].samples if s.name.endswith("_total")) >= 1
     assert "dxlab_anomaly_flags" in families and "dxlab_input_drift_psi" in families
     info = [s for s in families["dxlab_model_info"].samples]
-    assert info[0].labels == {"model": "logreg", "version": "1"} and info[0].value == 1
+    assert info[0].labels == {"model": "diagnostic", "version": "1"} and info[0].value == 1
 
 
 def test_health_ready_and_docs(client):
@@ -147,7 +154,7 @@ def test_only_pseudonyms_reach_the_log(client, example, caplog):
 
 
 def test_model_reloads_when_the_alias_moves(prod_project, example):
-    """Serve v1, register v2 (the knowledge ranker) and move the alias: the poller swaps it in while serving."""
+    """Serve v1, register v2 (the baseline) and move the alias: the poller swaps it in while serving."""
     from dxlab.tracking.mlflow_tracking import package_requirements
     from dxlab.tracking.pyfunc import log_pyfunc
     from dxlab.tracking.registry import promote
@@ -160,14 +167,14 @@ def test_model_reloads_when_the_alias_moves(prod_project, example):
     app = create_app(holder, ApiSettings(reload_interval_s=0.2), b"k")
     with TestClient(app) as c:
         first = c.post("/v1/predict", json=example).json()
-        assert first["model_version"] == str(v1) and first["model"] == "logreg"
+        assert first["model_version"] == str(v1) and first["model"] == "diagnostic"
         mlflow.set_tracking_uri(cfg.tracking.uri)
         mlflow.set_experiment(cfg.tracking.experiment)
         with mlflow.start_run(run_name="reload-test"):
-            info = log_pyfunc(root / "models" / "knowledge_ranker.joblib", "knowledge_ranker",
+            info = log_pyfunc(root / "models" / f"{cfg.baseline.name}.joblib", cfg.baseline.name,
                               package_requirements())
         v2 = mlflow.register_model(info.model_uri, "dxlab").version
-        client.set_model_version_tag("dxlab", v2, "dxlab.model", "knowledge_ranker")
+        client.set_model_version_tag("dxlab", v2, "dxlab.model", cfg.baseline.name)
         try:
             promote(client, "dxlab", v2)
             deadline = time.time() + 20
@@ -175,8 +182,42 @@ def test_model_reloads_when_the_alias_moves(prod_project, example):
                 assert c.post("/v1/predict", json=example).status_code == 200  # serving never stops
                 time.sleep(0.1)
             after = c.post("/v1/predict", json=example).json()
-            assert after["model_version"] == str(v2) and after["model"] == "knowledge_ranker"
+            assert after["model_version"] == str(v2) and after["model"] == cfg.baseline.name
             loads = [line for line in c.get("/metrics").text.splitlines() if line.startswith("dxlab_model_loads_total")]
             assert float(loads[0].split()[-1]) == 2
         finally:
-            promote(client, "dxlab", v1)  # later tests expect the logreg champion
+            promote(client, "dxlab", v1)  # later tests expect the diagnostic champion
+
+
+def test_textbook_marfan_is_answered_marfan_syndrome(client):
+    patient = {"findings": ["HP:0001166", "HP:0001083", "HP:0002616", "HP:0000545", "HP:0001519"], "sex": "M",
+               "age": 20}
+    first = client.post("/v1/predict", json=patient).json()["predictions"][0]["diagnoses"][0]
+    assert first["name"] == "Marfan syndrome"  # OMIM:154700, or its Orphanet twin (see tests/model)
+    assert {"HP:0001083", "HP:0001166"} <= {f["hpo_id"] for f in first["supporting"]}
+
+
+def test_a_real_case_gets_the_top_10_evaluate_external_gives_it(prod_project, tmp_path):
+    """A case report of a publication the champion never trained on: the API's top 10 is evaluate-external's."""
+    from dxlab.evaluation.external import evaluate_case_file
+
+    root, cfg = prod_project
+    trained = {json.loads(line)["pmid"] for line in (root / "cases.jsonl").open()}
+    case = next(json.loads(line) for line in require(SHARED_CASES, "the shared case reports").open()
+                if json.loads(line)["pmid"] not in trained and len(json.loads(line)["observed"]) >= 4)
+    scorer = Scorer.from_config(cfg)
+    (tmp_path / "one.jsonl").write_text(json.dumps(case) + "\n")
+    summary = evaluate_case_file(scorer.handle.model, tmp_path / "one.jsonl", tmp_path / "out", scorer.model_name,
+                                 scorer.model_version)
+    assert summary["n_cases"] == 1 and summary["n_training_groups_seen"] == 0
+    expected = pd.read_csv(tmp_path / "out" / "ranks.csv")["top10"].iloc[0].split(";")
+    holder = ModelHolder(lambda: scorer, lambda: scorer.model_version)
+    scorer.top_k = 10
+    with TestClient(create_app(holder, ApiSettings(reload_interval_s=0), b"k")) as c:
+        body = {"findings": case["observed"], "excluded": case["excluded"],
+                "sex": {"MALE": "M", "FEMALE": "F"}.get(case["sex"]), "age": case["age_years"],
+                "measurements": {} if case.get("onset_years") is None else {"onset_years": case["onset_years"]}}
+        answer = c.post("/v1/predict", json=body).json()["predictions"][0]["diagnoses"]
+    assert [d["disease_id"] for d in answer] == [item.rsplit(":", 1)[0] for item in expected]
+    assert [round(d["probability"], 4) for d in answer] == pytest.approx(
+        [float(item.rsplit(":", 1)[1]) for item in expected], abs=1e-4)

@@ -5,7 +5,7 @@ import shutil
 
 import pandas as pd
 import pytest
-from hydra.utils import instantiate
+from dxlab.data.sources import feed_source
 
 from dxlab.data.pseudonym import pseudonymise
 from dxlab.serving.batch import ValidationSettings, newest_files, predict_folder, predict_from_config, read_predictions
@@ -16,7 +16,7 @@ from dxlab.serving.scorer import Scorer
 def batch_setup(prod_project, tmp_path, pseudonym_key):
     root, cfg = prod_project
     inbox = tmp_path / "inbox"
-    shutil.copytree(cfg.data.source.path, inbox)
+    shutil.copytree(cfg.data.sources[cfg.data.feed].source.path, inbox)
     return cfg, inbox, tmp_path / "out"
 
 
@@ -41,7 +41,7 @@ def test_every_row_is_scored_or_quarantined_under_a_pseudonym(batch_setup, pseud
     assert preds["patient_id"].str.startswith("px-").all() and not set(preds["patient_id"]) & raw_ids
     assert not set(quarantine["patient_id"]) & raw_ids
     # the ingest key and source name: pseudonyms match the training pipeline's
-    expected = {pseudonymise(pid, pseudonym_key, cfg.data.source.name) for pid in raw_ids}
+    expected = {pseudonymise(pid, pseudonym_key, cfg.data.feed) for pid in raw_ids}
     assert set(preds["patient_id"]) <= expected
     assert {"disease_1", "probability_1", "anomaly_score", "anomaly_flag", "key_findings"} <= set(preds.columns)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -76,7 +76,7 @@ def test_newest_days_picks_the_last_files(batch_setup):
 def test_dask_local_cluster_gives_the_same_predictions(batch_setup, pseudonym_key):
     cfg, inbox, out = batch_setup
     scorer = Scorer.from_config(cfg)
-    source = instantiate(cfg.data.source)
+    source = feed_source(cfg)
     settings = ValidationSettings.from_config(cfg.serve.validate)
     local = predict_folder(inbox, out / "local", scorer, source, pseudonym_key, settings, progress=False)
     dask = predict_folder(inbox, out / "dask", scorer, source, pseudonym_key, settings, engine="dask",

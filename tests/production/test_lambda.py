@@ -15,7 +15,7 @@ EVENT = Path(__file__).parent / "data" / "apigateway_rest_event.json"
 @pytest.fixture()
 def lambda_env(prod_project, monkeypatch):
     root, cfg = prod_project
-    monkeypatch.setenv("DXLAB_MODEL", str(root / "models" / "logreg.joblib"))
+    monkeypatch.setenv("DXLAB_MODEL", str(root / "models" / "diagnostic.joblib"))
     monkeypatch.setenv("DXLAB_ANOMALY_DETECTOR", cfg.serve.anomaly_detector)
     monkeypatch.setenv("DXLAB_KNOWLEDGE_DIR", cfg.paths.knowledge)
     monkeypatch.setenv("DXLAB_PSEUDONYM_KEY", "lambda-test-key")
@@ -34,7 +34,7 @@ def test_rest_event_is_answered_like_the_api(lambda_env):
     response = lambda_handler.handler(event, None)
     assert response["statusCode"] == 200, response["body"]
     body = json.loads(response["body"])
-    assert body["model"] == "logreg"
+    assert body["model"] == "diagnostic"
     (pred,) = body["predictions"]
     assert pred["patient_id"].startswith("px-") and "LAMBDA-RAW-7" not in response["body"]
     assert len(pred["diagnoses"]) == 5 and pred["diagnoses"][0]["name"]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from dxlab.data.schema import read_parquet
-from dxlab.monitor.batch import monitor_from_config
+from dxlab.monitor.batch import feed_rows, monitor_from_config
 from dxlab.monitor.drift import (
     Thresholds,
     build_reference,
@@ -45,7 +45,7 @@ def test_categorical_drift_needs_size_and_significance():
 def reference_setup(prod_project):
     root, cfg = prod_project
     scorer = Scorer.from_config(cfg, explain="none")
-    train = read_parquet(root / "data" / "processed" / "train.parquet")
+    train = feed_rows(cfg, read_parquet(root / "data" / "processed" / "train.parquet"))
     test = read_parquet(root / "data" / "processed" / "test.parquet")
     reference = build_reference(train, scorer.score(test), model=scorer.model_name,
                                 model_version=scorer.model_version)
@@ -92,9 +92,9 @@ def test_monitor_command_on_a_held_out_day_and_a_shifted_day(prod_project, tmp_p
     # raw rows of the held-out (test) patients: same pseudonyms under the fixture's key
     from dxlab.data.pseudonym import pseudonymise
 
-    held = {pseudonymise(pid, b"test-key", cfg.data.source.name) for pid in raw["patient_id"]} & set(test["patient_id"])
+    held = {pseudonymise(pid, b"test-key", cfg.data.feed) for pid in raw["patient_id"]} & set(test["patient_id"])
     assert held, "the tiny project pseudonymised with the conftest key"
-    mask = [pseudonymise(pid, b"test-key", cfg.data.source.name) in held for pid in raw["patient_id"]]
+    mask = [pseudonymise(pid, b"test-key", cfg.data.feed) in held for pid in raw["patient_id"]]
     day = tmp_path / "held_out"
     day.mkdir()
     raw[mask].to_csv(day / "patients_2025-02-01.csv", index=False)

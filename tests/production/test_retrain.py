@@ -22,7 +22,8 @@ def retrain_project(prod_project, tmp_path, monkeypatch):
     new_root = tmp_path / "project"
     for name in ("data", "models", "reports", "artifacts"):
         shutil.copytree(root / name, new_root / name)
-    shutil.copy(root / "mlflow.db", new_root / "mlflow.db")  # the registry with champion = logreg v1
+    shutil.copy(root / "mlflow.db", new_root / "mlflow.db")  # the registry with champion = the diagnostic model v1
+    shutil.copy(root / "cases.jsonl", new_root / "cases.jsonl")  # the real case reports it was validated on
     text = json.dumps(OmegaConf.to_container(cfg, resolve=False)).replace(str(root), str(new_root))
     cfg = OmegaConf.create(json.loads(text))
     cfg.tracking.log_models = True
@@ -30,7 +31,7 @@ def retrain_project(prod_project, tmp_path, monkeypatch):
     cfg.tracking.experiment = "retrain-tests"
     cfg.monitor.thresholds.min_samples = 20
     cfg.monitor.retrain.min_new_files = 1
-    cfg.approval.minimum = {"overall.top3": 0.1}
+    cfg.approval.minimum = {"hpo_cohort_test.overall.top3": 0.1}
     cfg.approval.maximum = {}
     cfg.approval.no_regression.tolerance = 1.0
     monkeypatch.setenv("MLFLOW_TRACKING_URI", cfg.tracking.uri)
@@ -45,10 +46,11 @@ def _champion(cfg) -> str:
 
 
 def _new_day(cfg, day: str, prefix: str) -> None:
-    raw = sorted(Path(cfg.data.source.path).glob("patients_*.csv"))
+    folder = cfg.data.sources[cfg.data.feed].source.path
+    raw = sorted(Path(folder).glob("patients_*.csv"))
     frame = pd.read_csv(raw[0], dtype=str, keep_default_na=False)
     frame["patient_id"] = prefix + frame["patient_id"]
-    frame.to_csv(f"{cfg.data.source.path}/patients_{day}.csv", index=False)
+    frame.to_csv(f"{folder}/patients_{day}.csv", index=False)
 
 
 def test_retrain_promotes_only_a_model_that_passes(retrain_project):
@@ -74,7 +76,7 @@ def test_retrain_promotes_only_a_model_that_passes(retrain_project):
     assert decision["retrain"] is False and code == SKIP_EXIT_CODE == 99  # dags/dxlab_retrain.py skips on 99
 
     _new_day(cfg, "2025-02-02", "M")
-    cfg.approval.minimum = {"overall.top3": 1.01}  # impossible: the next model must be refused
+    cfg.approval.minimum = {"case_reports.overall.top1": 1.01}  # impossible: the next model must be refused
     cfg.monitor.retrain.stages = ["approve"]  # the gate on the model just trained is what this part checks
     refused = retrain(cfg)
     assert refused["retrain"] and not refused["approval"]["passed"] and not refused["promoted"]

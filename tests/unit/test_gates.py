@@ -31,6 +31,9 @@ def test_missing_metric_of_a_measured_line_fails_and_an_absent_line_is_named():
     assert not check_gates(METRICS, {"case_reports.overall.mrr": 0.1}).passed
     decision = check_gates(METRICS, {"hospital.overall.top1": 0.5})
     assert decision.passed and decision.not_measured == ["hospital"]
+    # ... unless the champion was validated on it: a model never measured there does not replace it
+    decision = check_gates(METRICS, {"hospital.overall.top1": 0.5}, champion={"hospital.overall.top1": 0.4})
+    assert not decision.passed and "not measured on hospital" in decision.reasons[0]
 
 
 def test_regression_against_champion_beyond_tolerance_fails_in_either_direction():

@@ -15,6 +15,8 @@ history          list[str]   medical-history codes (antecedents)
 measurements     dict        optional numeric measurements, name -> value
 note             str         short free-text clinical note ("" when none)
 diagnosis        str|None    the confirmed diagnosis (disease id) when known
+diagnosis_name   str         the diagnosis's name as the source gives it ("" when none): names a disease the
+                             knowledge does not
 source           str         the source's name in the data config (hpo_cohort, case_reports, ddxplus, csv)
 group_id         str         the unit cross-validation folds never split: the publication of a case report
                              ("PMID:123"), the patient of a hospital record; pseudonymised at ingest like
@@ -42,6 +44,7 @@ CANONICAL_COLUMNS: tuple[str, ...] = (
     "measurements",
     "note",
     "diagnosis",
+    "diagnosis_name",
     "source",
     "group_id",
     "source_file",
@@ -99,6 +102,7 @@ def make_table(rows: list[dict]) -> pd.DataFrame:
         "measurements": {},
         "note": "",
         "diagnosis": None,
+        "diagnosis_name": "",
         "source": "",
         "group_id": "",
         "source_file": "",

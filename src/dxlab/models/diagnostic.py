@@ -77,6 +77,8 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
     every row) -- simulated patients are not case reports; batch_size: rows scored at once.
     """
 
+    pip_requires = ("xgboost-cpu",)  # the reranker's models, beyond scikit-learn's stack (a logged model needs it)
+
     def __init__(self, knowledge_dir: str = "data/knowledge", databases: Sequence[str] = ("OMIM", "ORPHA"),
                  likelihood: Mapping | None = None, profiles: Mapping | None = None, weights: Mapping | None = None,
                  neighbours: Mapping | None = None, reranker: Mapping | None = None,
@@ -131,7 +133,7 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
         label = np.asarray([position[d] if ok else -1 for d, ok in zip(labels, labelled)], dtype=int)
         groups = (np.asarray(groups, dtype=object).astype(str) if groups is not None
                   else np.asarray([f"row:{i}" for i in range(len(X))], dtype=object))
-        self._fit_disease_tables(knowledge)
+        self._fit_disease_tables(knowledge, X)
         core = LikelihoodCore(case_profiles=bool(settings["profiles"]["enabled"]),
                               case_pseudocount=float(settings["profiles"]["case_pseudocount"]),
                               unannotated_pseudocount=float(settings["profiles"]["unannotated_pseudocount"]),
@@ -155,7 +157,7 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
         fold = np.full(len(X), -1)
         if learn.any():
             fold[learn] = grouped_folds(labels[learn], groups[learn], self.n_folds, self.random_state)
-        self.fold_of_group_ = {g: int(f) for g, f in zip(groups[learn], fold[learn])}
+        self.fold_of_group_ = {str(g): int(f) for g, f in zip(groups[learn], fold[learn])}
         self.n_training_rows_ = int(labelled.sum())
         self.training_sources_ = ({str(k): int(v) for k, v in X.loc[labelled, "source"].value_counts().items()}
                                   if "source" in X else {"rows": int(labelled.sum())})
@@ -169,9 +171,13 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
-    def _fit_disease_tables(self, knowledge: Knowledge) -> None:
+    def _fit_disease_tables(self, knowledge: Knowledge, X: pd.DataFrame) -> None:
         info = knowledge.diseases.set_index("disease_id")
         names = info["name"].to_dict()
+        if "diagnosis_name" in X and len(X):  # a disease the knowledge does not know: named by its cases
+            given = X[X["diagnosis_name"].fillna("").astype(str) != ""]
+            for disease, label in given.groupby("diagnosis")["diagnosis_name"].agg(lambda s: s.mode().iloc[0]).items():
+                names.setdefault(str(disease), str(label))
         systems = info["primary_system"].to_dict()
         self.disease_names_ = {d: names.get(d, "") for d in self.classes_}
         self.primary_system_ = np.asarray([systems.get(d, "") or "" for d in self.classes_], dtype=object)

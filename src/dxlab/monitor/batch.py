@@ -24,6 +24,15 @@ def organ_systems(cfg):
     return OrganSystems(Knowledge.load(directory))
 
 
+def feed_rows(cfg, table):
+    """The rows of the production feed (`data.feed`): the population a day of production is compared with (case
+    reports that trained the model are another population)."""
+    feed = cfg.data.get("feed")
+    if feed is None or "source" not in table or not (table["source"] == feed).any():
+        return table
+    return table[table["source"] == feed].reset_index(drop=True)
+
+
 def ensure_reference(cfg, scorer, systems=None, rebuild: bool = False) -> dict:
     """The reference at monitor.reference, rebuilt when missing, asked for, or made with another model version."""
     from dxlab.data.schema import read_parquet
@@ -36,7 +45,7 @@ def ensure_reference(cfg, scorer, systems=None, rebuild: bool = False) -> dict:
         log.info("reference %s was built with %s version %s: rebuilding for %s version %s", path,
                  ref.get("model"), ref.get("model_version"), scorer.model_name, scorer.model_version)
     processed = Path(cfg.paths.processed)
-    train = read_parquet(processed / "train.parquet")
+    train = feed_rows(cfg, read_parquet(processed / "train.parquet"))
     test_path = processed / "test.parquet"
     test_predictions = scorer.score(read_parquet(test_path)) if test_path.exists() else None
     ref = build_reference(train, test_predictions, systems, bins=int(cfg.monitor.bins),

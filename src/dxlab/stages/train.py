@@ -12,7 +12,7 @@ import joblib
 from omegaconf import DictConfig, OmegaConf
 from scipy import sparse
 
-from dxlab.augment import extra_requirements, synthetic_rows_by_stratum
+from dxlab.augment import synthetic_rows_by_stratum
 from dxlab.data.schema import read_parquet
 from dxlab.models.build import fit_model, model_specs, save_model
 from dxlab.stages._runner import main_for, write_json
@@ -53,7 +53,7 @@ def run(cfg: DictConfig) -> dict:
             if cfg.tracking.enabled and cfg.tracking.get("log_models", True):
                 from dxlab.tracking.pyfunc import log_pyfunc
 
-                info = log_pyfunc(path, spec.name, package_requirements() + extra_requirements(model))
+                info = log_pyfunc(path, spec.name, package_requirements())
                 write_json({"model_uri": info.model_uri, "run_id": info.run_id},
                            Path(cfg.paths.models) / f"{spec.name}.mlflow.json")
         trained_on = ", ".join(f"{name} ({n:,} rows)" for name, n in sources.items())

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from dxlab.config import flatten, project_root
 
 log = logging.getLogger(__name__)
-_METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-. :/]")  # what MLflow accepts in a metric name
+_METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-. :/]")  # what MLflow accepts in a metric or param name
 
 
 def tracking_uri(cfg: DictConfig | None = None) -> str:
@@ -74,7 +74,7 @@ def stage_run(stage: str, cfg: DictConfig | None, nested: bool = False, run_name
 def log_params(cfg) -> None:
     import mlflow
 
-    params = {k: ("" if v is None else str(v))[:6000] for k, v in flatten(cfg).items()}
+    params = {_METRIC_NAME.sub("_", k): ("" if v is None else str(v))[:6000] for k, v in flatten(cfg).items()}
     items = list(params.items())
     for start in range(0, len(items), 100):
         mlflow.log_params(dict(items[start:start + 100]))

@@ -59,14 +59,17 @@ class DxlabModel(mlflow.pyfunc.PythonModel):
 
 
 def log_pyfunc(model_path: str | Path, name: str, pip_requirements: list[str]):
-    """Log a saved model as a self-contained pyfunc (dxlab's code travels with it) with its signature."""
+    """Log a saved model as a self-contained pyfunc (dxlab's code travels with it) with its signature; the model's
+    own extra requirements (xgboost, torch, imbalanced-learn: `dxlab.augment.extra_requirements`) are added."""
     import joblib
     from mlflow.models import infer_signature
 
     import dxlab
+    from dxlab.augment import extra_requirements
     from dxlab.data.preprocess import coerce_patients
 
     model = joblib.load(model_path)
+    pip_requirements = list(dict.fromkeys([*pip_requirements, *extra_requirements(model)]))
     output = top_diseases(model, coerce_patients(INPUT_EXAMPLE))
     signature = infer_signature(INPUT_EXAMPLE, output, params={"top_k": TOP_K})
     return mlflow.pyfunc.log_model(

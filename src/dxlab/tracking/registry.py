@@ -46,14 +46,19 @@ def check_gates(metrics: Mapping, minimum: Mapping[str, float] | None = None,
                 tolerance: float = 0.0) -> GateDecision:
     """Compare one model's metrics (nested: line -> slice -> metric) with the gates and the champion's metrics
     (flat: dotted name -> value). A gate on a line the metrics do not have at all (a source absent from the run)
-    is not measured: listed, not failed; a missing metric of a measured line fails."""
+    is not measured: listed, and failed only when the champion was validated on that line (a model that was never
+    measured on real cases does not replace one that was); a missing metric of a measured line fails."""
     reasons, checks, absent = [], [], set()
+    champion_lines = {line_of(name) for name in (champion or {})}
 
     def measured(name: str) -> bool:
-        if line_of(name) in metrics:
+        line = line_of(name)
+        if line in metrics:
             return True
-        absent.add(line_of(name))
-        checks.append(f"{name}: not measured (no {line_of(name)} rows in this run)")
+        if line not in absent and line in champion_lines:
+            reasons.append(f"not measured on {line}, which the champion was validated on")
+        absent.add(line)
+        checks.append(f"{name}: not measured (no {line} rows in this run)")
         return False
 
     for name, bound in (minimum or {}).items():

@@ -101,6 +101,7 @@ class CsvSource:
         row["group_id"] = record.get(col.get("group_id", ""), "").strip() if col.get("group_id") else ""
         diagnosis = record.get(col.get("diagnosis", ""), "").strip()
         row["diagnosis"] = diagnosis or None
+        row["diagnosis_name"] = record.get(col.get("diagnosis_name", ""), "").strip() if col.get("diagnosis_name") else ""
         measurements = {}
         for name in self.measurement_columns:
             value = _number(record.get(name, ""), name, issue)

@@ -100,6 +100,7 @@ class _Row:
             "measurements": {},
             "note": "",
             "diagnosis": None,
+            "diagnosis_name": "",
             "source": source,
             "group_id": f"file:{file_name}",  # a publication id replaces it when the record names one
             "source_file": file_name,
@@ -241,6 +242,8 @@ def _fill_flat(row: _Row, rec: dict) -> None:
     row.set_terms("findings", rec.get("observed"))
     row.set_terms("excluded", rec.get("excluded"))
     row.set_diagnosis(rec.get("disease_id"))
+    if isinstance(rec.get("disease_label"), str):
+        row.fields["diagnosis_name"] = rec["disease_label"].strip()
     row.set_onset(rec.get("onset_years"))
 
 
@@ -273,18 +276,21 @@ def _fill_phenopacket(row: _Row, packet: dict) -> None:
     row.set_terms("findings", observed)
     row.set_terms("excluded", excluded)
 
-    candidates = []  # (disease id, its diseases[] entry or None), in the documented order
+    candidates = []  # (disease id, its diseases[] entry or None, label), in the documented order
     for disease in packet.get("diseases") or []:
         if isinstance(disease, dict) and disease.get("excluded") is not True:
             if (disease_id := (disease.get("term") or {}).get("id")):
-                candidates.append((disease_id, disease))
+                candidates.append((disease_id, disease, (disease.get("term") or {}).get("label")))
     for interpretation in packet.get("interpretations") or []:
         if isinstance(interpretation, dict):
-            if (disease_id := ((interpretation.get("diagnosis") or {}).get("disease") or {}).get("id")):
-                candidates.append((disease_id, None))
+            term = (interpretation.get("diagnosis") or {}).get("disease") or {}
+            if (disease_id := term.get("id")):
+                candidates.append((disease_id, None, term.get("label")))
     # a packet may name its disease in several vocabularies (MONDO and OMIM): the HPO annotations use OMIM / ORPHA
     preferred = [c for c in candidates if canonical_disease_id(str(c[0])).split(":")[0] in DISEASE_NAMESPACES]
-    diagnosis, entry = (preferred or candidates or [(None, None)])[0]
+    diagnosis, entry, label = (preferred or candidates or [(None, None, None)])[0]
+    if isinstance(label, str):
+        row.fields["diagnosis_name"] = label.strip()
     disease_onset = _time_element_years(entry.get("onset"), row, "measurements", "onset") if entry else None
     row.set_diagnosis(diagnosis)
 
