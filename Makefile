@@ -47,7 +47,7 @@ test: setup airflow-venv hpo3-release
 
 bench: setup
 	@test -f data/processed/train.parquet || dvc repro preprocess
-	$(PY) -m dxlab.bench --out bench
+	$(PY) bench/models.py --out bench
 	$(PY) bench/production.py
 	$(PY) bench/external.py
 

@@ -100,12 +100,12 @@ def post(url: str, body: bytes) -> int:
         return r.status
 
 
-def sequential_latency(url: str, body: bytes, n: int) -> dict:
-    """One request at a time: the latency a single caller sees (no queueing)."""
+def sequential_latency(url: str, bodies: list[bytes], n: int) -> dict:
+    """One request at a time, one patient each, cycling through `bodies`: the latency a single caller sees."""
     times = []
-    for _ in range(n):
+    for i in range(n):
         start = time.perf_counter()
-        assert post(url, body) == 200
+        assert post(url, bodies[i % len(bodies)]) == 200
         times.append(time.perf_counter() - start)
     times.sort()
     return {"requests": n, "p50_ms": round(1000 * times[len(times) // 2], 2),
@@ -173,37 +173,54 @@ def load(url: str, body: bytes, seconds: int, connections: int) -> dict:
     return (wrk_load if shutil.which("wrk") else python_load)(url, body, seconds, connections)
 
 
-def bench_api(patient: dict, seconds: int, connections: int, env: dict) -> list[dict]:
+def bench_api(patients: list[dict], seconds: int, connections: int, env: dict) -> list[dict]:
+    """dxlab serve with the champion's whole answer, with probabilities only, and `mlflow models serve` on the same
+    registered model: sequential latency over the patients, then load with the first one."""
     dxlab, mlflow_bin = str(Path(sys.executable).with_name("dxlab")), str(Path(sys.executable).with_name("mlflow"))
-    api_body = json.dumps(patient).encode()
-    mlflow_body = json.dumps({"dataframe_split": {
+    api_bodies = [json.dumps(p).encode() for p in patients]
+    mlflow_bodies = [json.dumps({"dataframe_split": {
         "columns": ["findings", "excluded", "history", "age", "sex", "family_history"],
-        "data": [[";".join(patient["findings"]), ";".join(patient["excluded"]), "", patient["age"], patient["sex"],
-                  float(patient["family_history"])]]}}).encode()
+        "data": [[";".join(p["findings"]), ";".join(p["excluded"]), "", p["age"], p["sex"], 0.0]]}}).encode()
+        for p in patients]
     variants = [
-        ("dxlab serve (anomaly + leave-one-out findings)", [dxlab, "serve"], [], "/v1/predict", api_body, "/readyz"),
+        ("dxlab serve (names, findings for and against, types, anomaly)", [dxlab, "serve"], [], "/v1/predict",
+         api_bodies, "/readyz"),
         ("dxlab serve (probabilities only)", [dxlab, "serve"],
-         ["serve.api.explain_method=none", "serve.anomaly_detector=null"], "/v1/predict", api_body, "/readyz"),
-        ("mlflow models serve (pyfunc, same model)", [mlflow_bin, "models", "serve", "-m", "models:/dxlab@champion",
-                                                      "--env-manager", "local", "-w", "1", "-h", "127.0.0.1"],
-         None, "/invocations", mlflow_body, "/ping"),
+         ["serve.api.explain_method=none", "serve.anomaly_detector=null"], "/v1/predict", api_bodies, "/readyz"),
+        ("mlflow models serve (pyfunc, same model: top 10)", [mlflow_bin, "models", "serve", "-m",
+                                                              "models:/dxlab@champion", "--env-manager", "local",
+                                                              "-w", "1", "-h", "127.0.0.1"],
+         None, "/invocations", mlflow_bodies, "/ping"),
     ]
     results = []
-    for label, command, overrides, path, body, ready in variants:
+    for label, command, overrides, path, bodies, ready in variants:
         port = free_port()
         cmd = ([*command, "--host", "127.0.0.1", "--port", str(port), *overrides] if overrides is not None
                else [*command, "-p", str(port)])
         proc = start(cmd, f"http://127.0.0.1:{port}{ready}", env)
         try:
             url = f"http://127.0.0.1:{port}{path}"
-            for _ in range(20):  # warm-up
+            for body in bodies[:20]:  # warm-up
                 post(url, body)
-            results.append({"server": label, "sequential": sequential_latency(url, body, 200),
-                            "load": load(url, body, seconds, connections)})
+            results.append({"server": label, "sequential": sequential_latency(url, bodies, 200),
+                            "load": load(url, bodies[0], seconds, connections)})
             print(f"  {label}: {results[-1]}", flush=True)
         finally:
             stop(proc)
     return results
+
+
+def real_patients(n: int = 200) -> list[dict]:
+    """`n` shared case reports as API patients (the latency of real presentations), else simulated test patients."""
+    import random
+
+    cases = ROOT.parent / "shared" / "data" / "phenopackets" / "cases.jsonl"
+    if not cases.exists():
+        return []
+    rows = [json.loads(line) for line in cases.open()]
+    random.Random(0).shuffle(rows)
+    return [{"findings": r["observed"], "excluded": r["excluded"], "age": r["age_years"],
+             "sex": {"MALE": "M", "FEMALE": "F"}.get(r["sex"])} for r in rows[:n] if r["observed"]]
 
 
 # -- report ---------------------------------------------------------------------------------------------------
@@ -216,7 +233,8 @@ def _busy(result: dict) -> str:
 
 def markdown(result: dict) -> str:
     lines = ["# Production benchmarks\n", f"Machine: {result['machine']}. Model: {result['model']} version "
-             f"{result['model_version']} (the registry's champion), anomaly detector "
+             f"{result['model_version']} (the registry's champion, {result.get('universe_size', '?'):,} diseases), "
+             "anomaly detector "
              f"{'on' if result['anomaly_detector'] else 'absent'}. Produced by `bench/production.py`; load average "
              f"(1/5/15 min) {result['load_average_at_start']} at the start, {result['load_average_at_end']} at the "
              f"end{_busy(result)}.\n",
@@ -233,7 +251,8 @@ def markdown(result: dict) -> str:
     if "api" not in result:
         return "\n".join(lines) + "\n"
     lines += ["## Real-time API (one patient per request, loopback)\n",
-              f"Sequential: 200 requests one after another. Under load: {result['api_load_tool']}, "
+              f"Sequential: 200 requests one after another, each one patient ({result['api_patients']}). Under load: "
+              f"{result['api_load_tool']}, "
               f"{result['api_connections']} connections for {result['api_seconds']} s against one server process.\n",
               "| server | sequential p50 ms | sequential p99 ms | load p50 ms | load p99 ms | requests / s | non-2xx |",
               "|---|---|---|---|---|---|---|"]
@@ -273,7 +292,7 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="dxlab-bench-"))
     try:
         inbox = work / "inbox"
-        result["batch_patients"] = make_patients(Path(cfg.data.source.path), inbox, args.patients, args.files)
+        result["batch_patients"] = make_patients(Path(cfg.serve.batch.input), inbox, args.patients, args.files)
         result["batch_files"] = args.files
         runs = [("local", {"engine": "local", "n_jobs": 1}), ("local, 2 processes", {"engine": "local", "n_jobs": 2})]
         if not args.skip_dask:
@@ -286,12 +305,19 @@ def main(argv=None) -> int:
 
         result["model"] = result["batch"][0]["model"] if result["batch"] else cfg.model.name
         result["model_version"] = model_version(cfg.serve.model, cfg.paths.models, tracking_uri(cfg))
+        import joblib
+
+        result["universe_size"] = len(joblib.load(Path(cfg.paths.models) / f"{cfg.model.name}.joblib").classes_)
         if not args.skip_api:
-            test = read_parquet(Path(cfg.paths.processed) / "test.parquet").iloc[0]
-            patient = {"patient_id": "BENCH-1", "findings": list(test["findings"]), "excluded": list(test["excluded"]),
-                       "age": None if pd.isna(test["age"]) else float(test["age"]), "sex": test["sex"],
-                       "family_history": bool(test["family_history"] == 1.0)}
-            result["api"] = bench_api(patient, args.seconds, args.connections, env)
+            patients = real_patients()
+            result["api_patients"] = f"{len(patients)} real case reports in turn"
+            if not patients:
+                test = read_parquet(Path(cfg.paths.processed) / "test.parquet").head(200)
+                patients = [{"findings": list(t["findings"]), "excluded": list(t["excluded"]),
+                             "age": None if pd.isna(t["age"]) else float(t["age"]), "sex": t["sex"]}
+                            for _, t in test.iterrows()]
+                result["api_patients"] = f"{len(patients)} simulated test patients in turn"
+            result["api"] = bench_api(patients, args.seconds, args.connections, env)
             result["api_load_tool"] = result["api"][0]["load"]["tool"]
             result["api_connections"], result["api_seconds"] = args.connections, args.seconds
     finally:

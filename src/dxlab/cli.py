@@ -20,50 +20,73 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Print the metrics table of the last pipeline run and how to open the MLflow UI."""
+    """Print what the last pipeline run trained on, its results, the approval, and how to open the MLflow UI."""
     from dxlab.tracking.mlflow_tracking import tracking_uri
 
-    table = project_root() / "reports" / "metrics.md"
-    if not table.exists():
+    root = project_root()
+    metrics = root / "reports" / "metrics.json"
+    if not metrics.exists():
         print("no metrics yet: run `make repro`", file=sys.stderr)
         return 1
-    print("\nMetrics of the default run (test split; strata by training patients of the true disease):\n")
-    print(table.read_text())
+    stages = root / "reports" / "stages"
+    ingest = json.loads((stages / "ingest.json").read_text()) if (stages / "ingest.json").exists() else {}
+    train = json.loads((stages / "train.json").read_text()) if (stages / "train.json").exists() else {}
+    read = [f"{name} ({m['n_rows']:,} rows)" for name, m in ingest.get("sources", {}).items() if m["status"] == "read"]
+    missing = [f"{name} ({m['status']})" for name, m in ingest.get("sources", {}).items() if m["status"] != "read"]
+    print(f"\nTrained on: {', '.join(read) or 'see reports/stages/train.json'}.")
+    if missing:
+        print(f"Not read: {'; '.join(missing)} -- the run trained without them; the figures on real cases are "
+              "missing below. Put the shared case reports beside the project (../shared/data/phenopackets/"
+              "cases.jsonl) or point data.sources.case_reports.source.path at yours.")
+    for name, m in train.items():
+        print(f"  {name}: {m.get('n_classes', 0):,} diseases, {m.get('fit_seconds', 0):.0f} s")
+    print("\nResults (case_reports: each real case scored by what never saw its publication; hpo_cohort_test: "
+          "the simulated test split):\n")
+    print(_evaluation_table(json.loads(metrics.read_text())))
+    approval = root / "reports" / "approval.json"
+    if approval.exists():
+        a = json.loads(approval.read_text())
+        verdict = "approved" if a["passed"] else "refused: " + "; ".join(a["reasons"])
+        print(f"\n{a['model']}: {verdict}; registered as {a['registered_model']} version {a['version']} "
+              f"alias {a['alias']} (validated on {', '.join(a.get('validated_on', [])) or 'nothing'}).")
+    report = root / "reports" / "evaluation" / "case_reports" / "report.md"
+    if report.exists():
+        print(f"The full report on real cases: {report.relative_to(root)}")
     print(f"Open the MLflow UI with `make ui` (store {tracking_uri()}), then http://127.0.0.1:5000")
     return 0
 
 
-def cmd_readme(args: argparse.Namespace) -> int:
-    """Copy the metrics table of the last run into README.md, between the metrics markers."""
-    root = project_root()
-    table = root / "reports" / "metrics.md"
-    if not table.exists():
-        print("no metrics yet: run `make repro`", file=sys.stderr)
-        return 1
-    readme = root / "README.md"
-    blocks = {}
-    evaluation = root / "reports" / "metrics.json"
-    if evaluation.exists():
-        blocks["results"] = _evaluation_table(json.loads(evaluation.read_text()))
+def generated_blocks(root: Path) -> dict[str, str]:
+    """Every generated block the README and docs/ quote, from the files the pipeline and the benchmarks wrote."""
+    blocks: dict[str, str] = {}
+    metrics = root / "reports" / "metrics.json"
+    if metrics.exists():
+        blocks["results"] = _evaluation_table(json.loads(metrics.read_text()))
+    examples = root / "reports" / "evaluation" / "examples.md"
+    if examples.exists():
+        blocks["marfan"] = examples.read_text().strip()
+    cases = root / "reports" / "evaluation" / "case_reports" / "metrics.json"
+    if cases.exists():
+        real = json.loads(cases.read_text())
+        blocks["side-by-side"] = _side_by_side(real)
+        blocks["knowledge-breakdown"] = _slices(real.get("by_knowledge", {}), "what is known of the disease")
     anomaly_stage = root / "reports" / "stages" / "anomaly.json"
     if anomaly_stage.exists():
-        blocks["anomaly"] = _anomaly_table(json.loads(anomaly_stage.read_text()))
+        stage = json.loads(anomaly_stage.read_text())
+        blocks["anomaly"] = _anomaly_table(stage)
+        blocks["anomaly-real"] = _anomaly_real(stage.get("real_cases") or {})
     ddxplus = root / "reports" / "ddxplus" / "summary.md"
     if ddxplus.exists():
         blocks["ddxplus"] = ddxplus.read_text().strip()
     sweep = root / "reports" / "sweep" / "summary.md"
     if sweep.exists():
         blocks["sweep"] = sweep.read_text().split("\n", 1)[1].strip()
-    results = root / "bench" / "results.md"
-    if results.exists():
-        blocks["bench"] = results.read_text().split("\n", 1)[1].strip()
+    for name, path in (("bench", "bench/results.md"), ("external-bench", "bench/external.md")):
+        if (root / path).exists():
+            blocks[name] = (root / path).read_text().split("\n", 1)[1].strip()
     production = root / "bench" / "production.md"
     if production.exists():
-        text = production.read_text()
-        blocks["production"] = text.split("\n", 1)[1].strip().replace("\n## ", "\n#### ")
-    external_bench = root / "bench" / "external.md"
-    if external_bench.exists():
-        blocks["external-bench"] = external_bench.read_text().split("\n", 1)[1].strip()
+        blocks["production"] = production.read_text().split("\n", 1)[1].strip().replace("\n## ", "\n#### ")
     for name, report in (("anomaly-selection", "anomaly_selection.md"),
                          ("anomaly-selection-clinical", "anomaly_selection_clinical.md")):
         selection = root / "bench" / report
@@ -74,17 +97,35 @@ def cmd_readme(args: argparse.Namespace) -> int:
         bench = root / "reports" / report
         if bench.exists():
             blocks[name] = _section(bench.read_text(), "## `auto` against the published")
-    text = readme.read_text()
-    for name, body in blocks.items():
-        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-        if start not in text or end not in text:
-            print(f"README.md lacks the {start} / {end} markers", file=sys.stderr)
-            return 1
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        text = f"{head}{start}\n{body}\n{end}{tail}"
-    readme.write_text(text)
-    print(f"updated {readme}")
+    return blocks
+
+
+def cmd_readme(args: argparse.Namespace) -> int:
+    """Copy the generated tables of the last run into README.md and docs/*.md, between their markers."""
+    root = project_root()
+    if not (root / "reports" / "metrics.json").exists():
+        print("no metrics yet: run `make repro`", file=sys.stderr)
+        return 1
+    blocks = generated_blocks(root)
+    files = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    used = set()
+    for path in files:
+        text = original = path.read_text()
+        for name, body in blocks.items():
+            start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+            if start not in text or end not in text:
+                continue
+            head, rest = text.split(start, 1)
+            _, tail = rest.split(end, 1)
+            text = f"{head}{start}\n{body}\n{end}{tail}"
+            used.add(name)
+        if text != original:
+            path.write_text(text)
+            print(f"updated {path.relative_to(root)}")
+    missing = sorted(set(blocks) - used)
+    if missing:
+        print(f"no markers for {', '.join(missing)} in README.md or docs/", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -112,6 +153,35 @@ def _evaluation_table(metrics: dict) -> str:
             o = m["overall"]
             lines.append(f"| {model} | {line} | {o['n']:,} | {o['top1']:.1%} | {o['top3']:.1%} | {o['top10']:.1%} | "
                          f"{o['mrr']:.3f} | {o['ece']:.3f} | {o['brier']:.3f} |")
+    return "\n".join(lines)
+
+
+def _side_by_side(real: dict) -> str:
+    overall = real["overall"]
+    lines = ["| variant | top-1 | top-3 | top-10 | MRR |", "|---|---|---|---|---|",
+             f"| **the diagnostic model** | {overall['top1']:.1%} | {overall['top3']:.1%} | {overall['top10']:.1%} | "
+             f"{overall['mrr']:.3f} |"]
+    for name, m in real.get("side_by_side", {}).items():
+        lines.append(f"| {name} | {m['top1']:.1%} | {m['top3']:.1%} | {m['top10']:.1%} | {m['mrr']:.3f} |")
+    return "\n".join(lines)
+
+
+def _slices(rows: dict, label: str) -> str:
+    lines = [f"| {label} | cases | top-1 | top-10 | ECE |", "|---|---|---|---|---|"]
+    for name, m in rows.items():
+        lines.append(f"| {name} | {m['n']:,} | {m['top1']:.1%} | {m['top10']:.1%} | {m['ece']:.3f} |")
+    return "\n".join(lines)
+
+
+def _anomaly_real(real: dict) -> str:
+    if not real:
+        return "(no real cases in the last run)"
+    lines = ["| source | cases | flagged by auto (fitted without their fold) | configured rate | "
+             "flagged by a detector fitted on simulated patients alone |", "|---|---|---|---|---|"]
+    for name, r in real.items():
+        sim = r.get("flag_rate_of_a_detector_fitted_on_simulated_patients_alone")
+        lines.append(f"| {name} | {r['n_cases']:,} | {r['flag_rate']:.1%} | {r['configured_rate']:.1%} | "
+                     f"{'' if sim is None else f'{sim:.1%}'} |")
     return "\n".join(lines)
 
 

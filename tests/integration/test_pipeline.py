@@ -18,7 +18,7 @@ def test_every_stage_wrote_its_outputs(tiny_project):
     for path in ("data/interim/patients.parquet", "data/processed/train.parquet", "data/processed/test.parquet",
                  "data/processed/features/featurizer.joblib", f"models/{cfg.model.name}.joblib",
                  f"models/{cfg.baseline.name}.joblib", "reports/metrics.json", "reports/metrics.md",
-                 "reports/evaluation/case_reports/report.md", "reports/evaluation/case_reports/ranks.csv"):
+                 "reports/evaluation/case_reports/report.md", "data/evaluation/case_reports/ranks.csv"):
         assert (root / path).exists(), path
     assert list((root / "reports" / "evaluation" / "case_reports" / "figures").glob("*.png"))
 

@@ -198,7 +198,7 @@ def test_one_temperature_fit_and_the_mass_for_none_of_the_candidates():
     p_top = np.exp(mixed.log_proba(logits * 3).max(axis=1))
     accuracy = float(np.mean(logits.argmax(axis=1) == truth_lost))
     assert p_top.mean() == pytest.approx(accuracy, abs=0.05)  # calibrated on average
-    np.testing.assert_allclose(np.exp(mixed.log_proba(logits[:5] * 3)).sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(np.exp(mixed.log_proba(logits[:5] * 3)).sum(axis=1), 1.0, rtol=1e-4)  # float32
 
 
 def test_xgb_encodes_string_labels_and_stops_early():

@@ -1,9 +1,9 @@
 """The report of a model on labelled cases: Markdown and figures from a folder written by `write_case_outputs`.
 
-`write_case_outputs(frame, metrics, out_dir, ...)` writes DIR/ranks.csv and DIR/metrics.json; `write_report(DIR,
-report_path, ...)` reads only those two files (a report can be regenerated without scoring again) and writes the
-report, `model_card.md` beside it and the figures: top-k curves of the side-by-side variants, the histogram of the
-rank of the true disease and the reliability diagram of the top probability.
+`write_case_outputs(frame, metrics, out_dir, ...)` writes ranks.csv (one row per case) and DIR/metrics.json;
+`write_report(DIR, report_path, ...)` reads only those two files (a report can be regenerated without scoring again)
+and writes the report, `model_card.md` beside it and the figures: top-k curves of the side-by-side variants, the
+histogram of the rank of the true disease and the reliability diagram of the top probability.
 """
 
 from __future__ import annotations
@@ -46,10 +46,15 @@ def _num(x, fmt: str = ".3f") -> str:
     return "" if x is None or (isinstance(x, float) and np.isnan(x)) else format(x, fmt)
 
 
-def write_case_outputs(frame: pd.DataFrame, metrics: Mapping, out_dir: str | Path) -> Path:
+def write_case_outputs(frame: pd.DataFrame, metrics: Mapping, out_dir: str | Path,
+                       ranks_dir: str | Path | None = None) -> Path:
+    """DIR/metrics.json, and the per-case table ranks.csv in `ranks_dir` (default DIR): the pipeline keeps per-case
+    rows out of the reports it commits (data/evaluation/, a DVC output), a command writes both into DIR."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out_dir / "ranks.csv", index=False)
+    ranks_dir = Path(ranks_dir) if ranks_dir is not None else out_dir
+    ranks_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(ranks_dir / "ranks.csv", index=False)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
     return out_dir
 
@@ -130,11 +135,13 @@ def _reach(ranks: np.ndarray) -> str:
 
 def write_report(out_dir: str | Path, report_path: str | Path, figures_dir: str | Path,
                  disease_names: Mapping[str, str] | None = None, title: str = "The diagnostic model on case reports",
-                 context: Mapping | None = None) -> Path:
-    """Markdown report (and model_card.md beside it) from DIR/metrics.json and DIR/ranks.csv."""
+                 context: Mapping | None = None, ranks_dir: str | Path | None = None) -> Path:
+    """Markdown report (and model_card.md beside it) from DIR/metrics.json and ranks.csv (in `ranks_dir`, default
+    DIR)."""
     out_dir, report_path, figures_dir = Path(out_dir), Path(report_path), Path(figures_dir)
     metrics = json.loads((out_dir / "metrics.json").read_text())
-    frame = pd.read_csv(out_dir / "ranks.csv", keep_default_na=False, na_values={"age": [""], "rank": [""]})
+    ranks_csv = Path(ranks_dir if ranks_dir is not None else out_dir) / "ranks.csv"
+    frame = pd.read_csv(ranks_csv, keep_default_na=False, na_values={"age": [""], "rank": [""]})
     frame["rank"] = frame["rank"].astype(float)
     names = dict(disease_names or {})
     context = {**metrics.get("context", {}), **dict(context or {})}

@@ -177,18 +177,23 @@ class ScoreCalibrator:
         return self
 
     def log_proba(self, scores: np.ndarray) -> np.ndarray:
-        """Rows x classes log probabilities."""
-        scaled = np.asarray(scores, dtype=np.float64) / self.temperature_
-        log_p = scaled - logsumexp(scaled, axis=1, keepdims=True)
+        """Rows x classes log probabilities (float32: the scores of a universe are wide)."""
+        scores = np.asarray(scores, dtype=np.float32)
+        scaled = scores / np.float32(self.temperature_)
+        top = scaled.max(axis=1, keepdims=True)
+        log_p = scaled - (top + np.log(np.exp(scaled - top).sum(axis=1, keepdims=True, dtype=np.float64))
+                          ).astype(np.float32)
         if self.coef_ is None:
             return log_p
-        k = min(max(self.GAPS) + 1, scaled.shape[1])
-        top = -np.sort(-np.partition(np.asarray(scores, dtype=np.float64), scaled.shape[1] - k, axis=1)
-                       [:, scaled.shape[1] - k:], axis=1)
-        z = (self._gaps(top) - self.gap_mean_) / self.gap_scale_
+        k = min(max(self.GAPS) + 1, scores.shape[1])
+        best = -np.sort(-np.partition(scores, scores.shape[1] - k, axis=1)[:, scores.shape[1] - k:], axis=1)
+        z = (self._gaps(best.astype(np.float64)) - self.gap_mean_) / self.gap_scale_
         logit = self.coef_[0] + z @ self.coef_[1:]
         log_u, log_not_u = -np.logaddexp(0.0, -logit), -np.logaddexp(0.0, logit)
-        return np.logaddexp(log_not_u[:, None] + log_p, (log_u - np.log(self.n_classes_))[:, None])
+        # log((1 - u) p + u / n): the second term is tiny beside the first except far down the list
+        floor = (log_u - np.log(self.n_classes_)).astype(np.float32)[:, None]
+        mixed = log_p + log_not_u.astype(np.float32)[:, None]
+        return np.logaddexp(mixed, floor)
 
 
 class TemperatureCalibrated(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):

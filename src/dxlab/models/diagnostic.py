@@ -363,6 +363,8 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
         X = X.reset_index(drop=True)
         k = min(k, len(self.classes_))
         systems, system_of = np.unique(self.primary_system_, return_inverse=True)
+        membership = sparse.csr_matrix((np.ones(len(system_of), dtype=np.float32),
+                                        (np.arange(len(system_of)), system_of)), shape=(len(system_of), len(systems)))
         index = np.empty((len(X), k), dtype=int)
         proba = np.empty((len(X), k), dtype=np.float64)
         by_system = np.empty((len(X), len(systems)), dtype=np.float64)
@@ -372,10 +374,8 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
                                            np.asarray(groups, dtype=object)[start:stop])
             top = candidates(log_p, k)
             index[start:stop] = top
-            proba[start:stop] = np.exp(np.take_along_axis(log_p, top, axis=1))
-            p = np.exp(log_p.astype(np.float64))
-            by_system[start:stop] = np.stack([np.bincount(system_of, weights=row, minlength=len(systems))
-                                              for row in p])
+            proba[start:stop] = np.exp(np.take_along_axis(log_p, top, axis=1).astype(np.float64))
+            by_system[start:stop] = np.asarray(membership.T @ np.exp(log_p).T).T  # summed by organ system
         self.systems_ = systems
         return index, proba, by_system
 

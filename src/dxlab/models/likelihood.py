@@ -51,10 +51,14 @@ COMPONENTS = ("observed", "excluded", "mention", "negated", "sex", "onset", "pri
 def dense_rows(csc: sparse.csc_matrix, cols: np.ndarray, fill: float) -> np.ndarray:
     """len(cols) x rows dense block: column c of a CSC matrix as a row, `fill` where nothing is stored (stored
     zeros stay 0). Rows, not columns: gathering a few of them for a term's ancestors reads contiguous memory."""
+    cols = np.asarray(cols, dtype=np.int64)
     out = np.full((len(cols), csc.shape[0]), fill, dtype=np.float32)
-    for i, c in enumerate(cols):
-        start, stop = csc.indptr[c], csc.indptr[c + 1]
-        out[i, csc.indices[start:stop]] = csc.data[start:stop]
+    starts, stops = csc.indptr[cols], csc.indptr[cols + 1]
+    lengths = stops - starts
+    if lengths.sum():
+        first = np.cumsum(lengths) - lengths
+        positions = np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()))
+        out[np.repeat(np.arange(len(cols)), lengths), csc.indices[positions]] = csc.data[positions]
     return out
 
 
@@ -209,13 +213,18 @@ class LikelihoodCore:
         prob.data = np.clip(prob.data, 1e-6, self.max_frequency)
         log_lr = prob.copy()
         log_lr.data = np.log(prob.data) - self.log_background_[prob.indices]
+        log_absent = prob.copy()  # excluded findings read as absent: log(1 - P(c | d))
+        log_absent.data = np.log1p(-np.minimum(prob.data, self.max_frequency))
         # LR of a finding the profile does not explain: partial_match for an annotated disease (its annotation
         # would list a typical finding); for a disease known only from n training rows, the share k / (n + k) of
         # its profile that is background (a few cases cannot list every finding of the disease)
         floor = np.full(len(rows), np.log(self.partial_match))
         shrunk = unannotated & (n_cases > 0)
         floor[shrunk] = np.maximum(floor[shrunk], np.log(k[shrunk] / (n_cases[shrunk] + k[shrunk])))
-        return {"prob": prob.tocsc(), "log_lr": log_lr.tocsc().astype(np.float32), "floor": floor.astype(np.float32)}
+        # terms as rows for the sparse products with a patients x terms matrix; terms as columns (CSC) for
+        # gathering a few terms' rows densely
+        return {"prob": prob.tocsc(), "log_lr": log_lr.tocsc().astype(np.float32), "floor": floor.astype(np.float32),
+                "log_absent": log_absent.T.tocsr().astype(np.float32)}
 
     # -- scoring -------------------------------------------------------------------------------------------------
     def queries(self, terms_lists) -> list[list[int]]:
@@ -242,12 +251,17 @@ class LikelihoodCore:
         row = {c: i for i, c in enumerate(needed)}
         dense = dense_rows(profile["log_lr"], needed, -np.inf)
         out = np.empty((len(terms), dense.shape[1]), dtype=np.float32)
+        partial = np.empty(dense.shape[1], dtype=np.float32)
         for i, q in enumerate(terms):
             ancestors = [row[int(a)] for a in anc.indices[anc.indptr[q]:anc.indptr[q + 1]] if a != q]
-            best = dense[row[int(q)]]
-            if ancestors:
-                best = np.maximum(best, dense[ancestors].max(axis=0) + penalty)
-            out[i] = np.maximum(best, profile["floor"])
+            best = out[i]
+            np.maximum(dense[row[int(q)]], profile["floor"], out=best)
+            if ancestors:  # the best strict ancestor, penalised (no copies: the rows are read in place)
+                partial[:] = dense[ancestors[0]]
+                for a in ancestors[1:]:
+                    np.maximum(partial, dense[a], out=partial)
+                partial += penalty
+                np.maximum(best, partial, out=best)
         return out
 
     def _observed(self, profile: dict, queries: list[list[int]]) -> np.ndarray:
@@ -269,11 +283,9 @@ class LikelihoodCore:
         """Excluded findings read as absent: log((1 - P(e | d)) / (1 - P(e)))."""
         if not excluded.nnz:
             return np.zeros((excluded.shape[0], profile["floor"].shape[0]), dtype=np.float32)
-        log_absent = profile["prob"].copy()
-        log_absent.data = np.log1p(-np.minimum(log_absent.data, self.max_frequency))
         background = np.log1p(-self.background_)
-        out = np.asarray((excluded @ log_absent.T).todense()) - np.asarray(excluded @ background)[:, None]
-        return out.astype(np.float32)
+        out = (excluded.astype(np.float32) @ profile["log_absent"]).toarray()
+        return out - np.asarray(excluded @ background, dtype=np.float32)[:, None]
 
     def _demographics(self, X: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(X)
@@ -283,20 +295,26 @@ class LikelihoodCore:
         sex_part[sex == "M"] = self.log_male_[rows]
         sex_part[sex == "F"] = self.log_female_[rows]
         onset_dist = self.onset_[rows]
-        log_onset = np.log(onset_dist / self.onset_background_[None, :])
         ages = X["age"].to_numpy(dtype=float) if "age" in X else np.full(n, np.nan)
         measurements = X["measurements"] if "measurements" in X else [{}] * n
+        # per row: ("at", class) when the onset is known; ("upto", class) when only the age at the encounter is (the
+        # onset happened no later); the log LR of each kind and class is computed once and shared by its rows
+        kinds: dict[tuple[str, int], list[int]] = {}
         for i, (age, meas) in enumerate(zip(ages, measurements)):
             onset = (meas or {}).get("onset_years") if isinstance(meas, dict) else None
             c = onset_class(onset) if onset is not None else None
             if c is not None:
-                onset_part[i] = log_onset[:, c]
+                kinds.setdefault(("at", c), []).append(i)
             elif age is not None and np.isfinite(age):
-                # onset not reported: it happened no later than the age at the encounter
                 upto = onset_class(max(age, 1 / 365.25))  # age 0: a newborn, onset by the neonatal period
                 if upto is not None and upto < len(ONSET_CLASSES) - 1:
-                    p = onset_dist[:, : upto + 1].sum(axis=1)
-                    onset_part[i] = np.log(p / self.onset_background_[: upto + 1].sum())
+                    kinds.setdefault(("upto", upto), []).append(i)
+        for (kind, c), members in kinds.items():
+            if kind == "at":
+                value = np.log(onset_dist[:, c] / self.onset_background_[c])
+            else:
+                value = np.log(onset_dist[:, : c + 1].sum(axis=1) / self.onset_background_[: c + 1].sum())
+            onset_part[members] = value
         return sex_part, onset_part
 
     def _components(self, X: pd.DataFrame, rows: np.ndarray, profile: dict, mention_profile: dict,
@@ -305,7 +323,8 @@ class LikelihoodCore:
                "excluded": self._excluded(profile, excluded),
                "mention": self._observed(mention_profile, mention_queries)}
         if self.negated_rate < 1:
-            hits = np.asarray((closed @ self.negated_[:, rows]).todense())
+            negated = self.negated_ if len(rows) == self.negated_.shape[1] else self.negated_[:, rows]
+            hits = np.asarray((closed @ negated).todense())
             out["negated"] = (np.log(self.negated_rate) * np.minimum(hits, 3)).astype(np.float32)
         else:
             out["negated"] = np.zeros_like(out["observed"])

@@ -4,8 +4,8 @@ Lines: each `grouped` source's rows (real case reports), every row scored by wha
 diagnostic model: profiles and neighbours leave the publication out, the reranker and the calibrator are those of
 another fold of publications), and each `holdout` source's test split (the simulated cohort: a second, clearly
 labelled line). Writes reports/metrics.json (model -> line -> overall / by stratum / sex / age band / knowledge),
-reports/metrics.md, the full report of the model on each grouped source (reports/evaluation/<source>/), and the
-reliability and per-disease tables `dvc plots` draws.
+reports/metrics.md, the full report of the model on each grouped source (reports/evaluation/<source>/; its per-case
+rows in data/evaluation/<source>/ranks.csv), and the reliability and per-disease tables `dvc plots` draws.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -72,24 +73,57 @@ def run(cfg: DictConfig) -> dict:
                            .reset_index())
             per_disease.to_csv(plots / "per_disease.csv", index=False)
             if grouped and spec.role == "model":
+                # the report is committed; its per-case rows stay with the data (data/evaluation, a DVC output)
+                ranks = Path(cfg.paths.evaluation) / line["name"]
                 out = write_case_outputs(frame, {**metrics, "context": context(model, spec.name, cfg)},
-                                         reports / "evaluation" / line["name"])
+                                         reports / "evaluation" / line["name"], ranks)
                 write_report(out, out / "report.md", out / "figures", getattr(model, "disease_names_", {}),
                              title=f"The {spec.name} model on {line['name']}",
                              context={"targets": line["name"] == "case_reports",
-                                      "description": line["description"]})
+                                      "description": line["description"]}, ranks_dir=ranks)
                 for path in (out / "report.md", out / "metrics.json"):
                     log_artifact(path, f"evaluation/{line['name']}")
         with stage_run("evaluate", cfg, nested=True, run_name=f"evaluate/{spec.name}",
                        tags={"dxlab.model": spec.name}):
             log_metrics({line: {k: v for k, v in m.items() if k != "side_by_side"}
                          for line, m in results[spec.name].items()})
+    examples = cfg.evaluate.get("examples")
+    if examples:
+        answer_examples(load_model(cfg.paths.models, cfg.model.name), OmegaConf.to_container(examples),
+                        reports / "evaluation")
     write_json(results, reports / "metrics.json")
     table = lines_table(results)
     (reports / "metrics.md").write_text(table + "\n")
     print("\n" + table + "\n")
     print(f"Compare runs in the MLflow UI: `make ui` (store: {tracking_uri(cfg)})\n")
     return {name: {line: m["overall"] for line, m in by_line.items()} for name, by_line in results.items()}
+
+
+def answer_examples(model, examples: dict, out: Path, k: int = 5) -> Path:
+    """The model's top k for each configured presentation, with the findings that support each disease:
+    reports/evaluation/examples.{json,md} (what a clinician would read)."""
+    rows = [{"patient_id": name, "findings": list(e.get("findings", [])), "excluded": list(e.get("excluded", [])),
+             "sex": e.get("sex"), "age": float(e["age"]) if e.get("age") is not None else float("nan"),
+             "measurements": {}} for name, e in examples.items()]
+    table = pd.DataFrame(rows)
+    index, proba, _ = model.predict_top(table, k) if hasattr(model, "predict_top") else (None, None, None)
+    answers, lines = {}, []
+    for i, (name, row) in enumerate(zip(examples, rows)):
+        accounts = model.explain(row, index[i], n=3)
+        answers[name] = [{"disease_id": str(model.classes_[j]), "name": model.disease_names_.get(model.classes_[j], ""),
+                          "probability": float(p), "supporting": [f["name"] or f["hpo_id"] for f in a["supporting"]]}
+                         for j, p, a in zip(index[i], proba[i], accounts)]
+        who = "; ".join(x for x in ({"M": "male", "F": "female"}.get(row["sex"] or "", ""),
+                                    f"{row['age']:g} years" if np.isfinite(row["age"]) else "") if x)
+        findings = ", ".join(model.term_names_.get(t, t) for t in row["findings"])
+        lines += [f"**{name}**: {findings}{'; ' + who if who else ''}", "",
+                  "| rank | disease | probability | findings for it |", "|---|---|---|---|"]
+        lines += [f"| {r} | {a['name']} ({a['disease_id']}) | {a['probability']:.3f} | {', '.join(a['supporting'])} |"
+                  for r, a in enumerate(answers[name], start=1)] + [""]
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(answers, out / "examples.json")
+    (out / "examples.md").write_text("\n".join(lines))
+    return out / "examples.md"
 
 
 def context(model, name: str, cfg: DictConfig) -> dict:

@@ -8,6 +8,7 @@ so the pyfunc answers the first `top_k` (a param, default 10); `predict_proba` o
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -71,7 +72,9 @@ def log_pyfunc(model_path: str | Path, name: str, pip_requirements: list[str]):
     model = joblib.load(model_path)
     pip_requirements = list(dict.fromkeys([*pip_requirements, *extra_requirements(model)]))
     output = top_diseases(model, coerce_patients(INPUT_EXAMPLE))
-    signature = infer_signature(INPUT_EXAMPLE, output, params={"top_k": TOP_K})
+    with warnings.catch_warnings():  # "integer columns cannot hold missing values": patient and rank never miss
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(INPUT_EXAMPLE, output, params={"top_k": TOP_K})
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(Path(__file__).with_name("pyfunc_model.py")),
