@@ -106,3 +106,44 @@ def grouped_folds(y: Sequence[str], groups: Sequence[str], n_splits: int = 5, se
         fold_of = dict(zip(unique[order], np.arange(len(unique)) % n_splits))
         fold = np.asarray([fold_of[g] for g in groups], dtype=int)
     return fold
+
+
+def grouped_cross_validation(build: Callable[[], object], train: pd.DataFrame, lines: Sequence[str],
+                             train_sources: Sequence[str] | None = None, n_splits: int = 5, seed: int = 0,
+                             thresholds: Mapping[str, int] | None = None, n_bins: int = 15,
+                             on_fold: Callable[[int, dict], None] | None = None) -> dict:
+    """Refit a fresh model from `build()` per grouped fold of the rows of each source in `lines` (the real case
+    reports: folds by publication, no group on both sides) on every other training row of its `train_sources`, and
+    score the fold's rows: line -> case_metrics of the out-of-fold rows. What the sweep's verdict on real patients
+    reads (the diagnostic model gets the same figures in one fit by leaving the group out; a model of the zoo needs
+    the refits)."""
+    from dxlab.evaluation.cases import case_metrics, case_table
+    from dxlab.models.build import takes_groups
+
+    usable = train if train_sources is None else train[train["source"].isin(list(train_sources))]
+    out = {}
+    for line in lines:
+        rows = train["source"].to_numpy() == line
+        if not rows.any():
+            continue
+        fold = np.full(len(train), -1)
+        fold[rows] = grouped_folds(train.loc[rows, "diagnosis"], train.loc[rows, "group_id"], n_splits, seed)
+        frames = []
+        for k in sorted(set(fold[rows].tolist())):
+            held = fold == k
+            fit_rows = usable[~held[usable.index]].reset_index(drop=True)
+            model = build()
+            y = fit_rows["diagnosis"].astype(str).to_numpy()
+            if takes_groups(model):
+                model.fit(fit_rows, y, groups=fit_rows["group_id"].astype(str).to_numpy())
+            else:
+                model.fit(fit_rows, y)
+            counts = None if hasattr(model, "core_") else pd.Series(y).value_counts().to_dict()
+            frame = case_table(model, train[held].reset_index(drop=True), train_counts=counts, thresholds=thresholds)
+            frames.append(frame)
+            if on_fold:
+                on_fold(k, case_metrics(frame, n_bins)["overall"])
+        out[line] = case_metrics(pd.concat(frames, ignore_index=True), n_bins)
+        out[line]["cv"] = {"kind": "grouped", "n_splits": len(frames), "n_cases": int(rows.sum()),
+                           "n_groups": int(train.loc[rows, "group_id"].nunique())}
+    return out

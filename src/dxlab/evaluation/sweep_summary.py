@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 
 
 def summarise_sweep(sweep_dir: str | Path, primary: str = "top3") -> pd.DataFrame:
-    """One row per (member, model) with the overrides that made the member and its metrics by stratum."""
+    """One row per (member, model) with the overrides that made the member and its metrics by stratum, on the
+    line that decides: the real case reports when the member has them, else the simulated test split."""
     rows = []
     for metrics_file in sorted(Path(sweep_dir).glob("*/reports/metrics.json")):
         member = metrics_file.parents[1]
@@ -24,19 +25,25 @@ def summarise_sweep(sweep_dir: str | Path, primary: str = "top3") -> pd.DataFram
         train = json.loads(train_file.read_text()) if train_file.exists() else {}
         config_file = member / "config.yaml"
         selected = OmegaConf.load(config_file).model.name if config_file.exists() else None
-        for model, strata in json.loads(metrics_file.read_text()).items():
+        for model, lines in json.loads(metrics_file.read_text()).items():
             if selected and model != selected:  # the baseline rides along in every member: count it once
                 continue
-            row = {"member": member.name, "overrides": overrides, "model": model,
+            line = "case_reports" if "case_reports" in lines else next(iter(lines), None)
+            if line is None:
+                continue
+            metrics = lines[line]
+            row = {"member": member.name, "overrides": overrides, "model": model, "evaluated_on": line,
+                   "cv": (metrics.get("cv") or {}).get("kind", "evaluate"),
                    "fit_seconds": train.get(model, {}).get("fit_seconds"),
                    "fit_peak_python_mb": train.get(model, {}).get("fit_peak_python_mb")}
-            for stratum, values in strata.items():
-                for metric in (primary, "top1", "macro_f1", "macro_auc_roc", "ece"):
+            for stratum, values in {"overall": metrics["overall"], **metrics.get("by_stratum", {})}.items():
+                for metric in (primary, "top1", "top10", "mrr", "ece"):
                     row[f"{stratum}_{metric}"] = (values or {}).get(metric)
             rows.append(row)
     table = pd.DataFrame(rows)
     if len(table):
-        table = table.sort_values([f"rare_{primary}", f"overall_{primary}"], ascending=False, na_position="last")
+        sort = [c for c in (f"rare_{primary}", f"overall_{primary}") if c in table]
+        table = table.sort_values(sort, ascending=False, na_position="last")
     return table.reset_index(drop=True)
 
 
@@ -52,7 +59,7 @@ def augmentation_verdict(table: pd.DataFrame, primary: str = "top3") -> list[str
             continue
         reference = base[col].max()
         best = others.loc[others[col].idxmax()]
-        metrics = [c for c in group.columns if c.startswith(("overall_", "common_", "mid_", "rare_"))]
+        metrics = [c for c in group.columns if c.startswith(("overall_", "common_", "mid_", "rare_", "unseen_"))]
         if group[metrics].round(6).drop_duplicates().shape[0] == 1:
             lines.append(f"- {model}: every augmentation gives the same numbers as none ({reference:.3f}): "
                          "the model takes the patient table, samplers do not apply to it")
@@ -66,8 +73,8 @@ def augmentation_verdict(table: pd.DataFrame, primary: str = "top3") -> list[str
     return lines
 
 
-SHOWN = ["overrides", "model", "fit_seconds", "fit_peak_python_mb", "overall_top1", "overall_{p}", "common_{p}",
-         "mid_{p}", "rare_top1", "rare_{p}", "rare_macro_f1", "overall_ece"]
+SHOWN = ["overrides", "model", "evaluated_on", "fit_seconds", "overall_top1", "overall_{p}", "overall_top10",
+         "unseen_top1", "rare_top1", "rare_{p}", "mid_{p}", "common_{p}", "overall_ece"]
 
 
 def write_summary(sweep_dir: str | Path, primary: str = "top3") -> Path | None:
@@ -77,9 +84,10 @@ def write_summary(sweep_dir: str | Path, primary: str = "top3") -> Path | None:
         return None
     table["augment"] = table["overrides"].str.extract(r"augment=(\S+)", expand=False).fillna("none")
     table.to_csv(sweep_dir / "summary.csv", index=False)
-    lines = [f"# Sweep summary ({len(table)} model runs), ranked by rare-stratum {primary}", "",
+    on = ", ".join(sorted(set(table["evaluated_on"])))
+    lines = [f"# Sweep summary ({len(table)} model runs on {on}), ranked by rare-stratum {primary}", "",
              "Winner per stratum:"]
-    for stratum in ("common", "mid", "rare", "overall"):
+    for stratum in ("common", "mid", "rare", "unseen", "overall"):
         col = f"{stratum}_{primary}"
         if col in table and table[col].notna().any():
             tie_break = f"{stratum}_top1" if f"{stratum}_top1" in table and primary != "top1" else col

@@ -176,24 +176,27 @@ class ScoreCalibrator:
         self.coef_ = theta[1:]
         return self
 
-    def log_proba(self, scores: np.ndarray) -> np.ndarray:
-        """Rows x classes log probabilities (float32: the scores of a universe are wide)."""
+    def parts(self, scores: np.ndarray, top: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(softmax(scores / T) as float32, u per row): p(d) = (1 - u) softmax_d + u / n_classes. `top`: the rows'
+        best scores, best first (at least the 50 the gaps need), when the caller has them already."""
         scores = np.asarray(scores, dtype=np.float32)
         scaled = scores / np.float32(self.temperature_)
-        top = scaled.max(axis=1, keepdims=True)
-        log_p = scaled - (top + np.log(np.exp(scaled - top).sum(axis=1, keepdims=True, dtype=np.float64))
-                          ).astype(np.float32)
+        peak = scaled.max(axis=1, keepdims=True)
+        p = np.exp(scaled - peak)
+        p /= p.sum(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
         if self.coef_ is None:
-            return log_p
+            return p, np.zeros(len(p))
         k = min(max(self.GAPS) + 1, scores.shape[1])
-        best = -np.sort(-np.partition(scores, scores.shape[1] - k, axis=1)[:, scores.shape[1] - k:], axis=1)
-        z = (self._gaps(best.astype(np.float64)) - self.gap_mean_) / self.gap_scale_
-        logit = self.coef_[0] + z @ self.coef_[1:]
-        log_u, log_not_u = -np.logaddexp(0.0, -logit), -np.logaddexp(0.0, logit)
-        # log((1 - u) p + u / n): the second term is tiny beside the first except far down the list
-        floor = (log_u - np.log(self.n_classes_)).astype(np.float32)[:, None]
-        mixed = log_p + log_not_u.astype(np.float32)[:, None]
-        return np.logaddexp(mixed, floor)
+        if top is None or top.shape[1] < k:
+            top = -np.sort(-np.partition(scores, scores.shape[1] - k, axis=1)[:, scores.shape[1] - k:], axis=1)
+        z = (self._gaps(np.asarray(top, dtype=np.float64)) - self.gap_mean_) / self.gap_scale_
+        return p, 1.0 / (1.0 + np.exp(-(self.coef_[0] + z @ self.coef_[1:])))
+
+    def log_proba(self, scores: np.ndarray) -> np.ndarray:
+        """Rows x classes log probabilities (float32: the scores of a universe are wide)."""
+        p, u = self.parts(scores)
+        mixed = p * (1.0 - u).astype(np.float32)[:, None] + (u / self.n_classes_).astype(np.float32)[:, None]
+        return np.log(np.maximum(mixed, np.finfo(np.float32).tiny))
 
 
 class TemperatureCalibrated(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):

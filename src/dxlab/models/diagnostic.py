@@ -307,18 +307,20 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
             return np.full(n, -1)
         return np.asarray([self.fold_of_group_.get(str(g), -1) for g in groups], dtype=int)
 
-    def _final(self, X: pd.DataFrame, groups, parts: Mapping[str, np.ndarray] | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def _final(self, X: pd.DataFrame, groups, parts: Mapping[str, np.ndarray] | None = None,
+               with_candidates: bool = False):
         """Final scores of one batch (from its part scores when given) and each row's fold (-1: not a training
-        group's row)."""
+        group's row); with_candidates, also the first candidates best first (the reranker's, else the score's)."""
         parts = self.part_scores(X, groups) if parts is None else parts
         score = self.combine(parts)
         fold = self._folds(groups, len(X))
+        cand = candidates(score, int(self.settings_["reranker"]["n_candidates"]))
         if self.reranker_ is not None:
-            cand = candidates(score, int(self.settings_["reranker"]["n_candidates"]))
             features, _ = self._features(X, groups, parts, score, cand)
             score = rerank(score, cand, self.reranker_.margins(features, fold))
-        return score, fold
+            order = np.argsort(-np.take_along_axis(score, cand, axis=1), axis=1, kind="stable")
+            cand = np.take_along_axis(cand, order, axis=1)
+        return (score, fold, cand) if with_candidates else (score, fold)
 
     def calibrated(self, score: np.ndarray, fold: np.ndarray) -> np.ndarray:
         """Log probabilities from final scores (a training fold's rows by the calibrator fitted without it)."""
@@ -358,24 +360,33 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
     def predict_top(self, X: pd.DataFrame, k: int = 10, groups: Sequence[str] | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The k most probable diseases per row (indices into classes_, probabilities), and each row's probability
-        summed by primary organ system over every disease -- without a rows x universe array in memory."""
+        summed by primary organ system over every disease -- the same numbers as predict_proba, without a rows x
+        universe array kept in memory (the batch path)."""
         check_is_fitted(self, "core_")
         X = X.reset_index(drop=True)
         k = min(k, len(self.classes_))
         systems, system_of = np.unique(self.primary_system_, return_inverse=True)
         membership = sparse.csr_matrix((np.ones(len(system_of), dtype=np.float32),
                                         (np.arange(len(system_of)), system_of)), shape=(len(system_of), len(systems)))
+        per_system = np.bincount(system_of, minlength=len(systems)) / len(self.classes_)
         index = np.empty((len(X), k), dtype=int)
         proba = np.empty((len(X), k), dtype=np.float64)
         by_system = np.empty((len(X), len(systems)), dtype=np.float64)
         for start in range(0, len(X), self.batch_size):
             stop = min(start + self.batch_size, len(X))
-            log_p = self.predict_log_proba(X.iloc[start:stop], None if groups is None else
-                                           np.asarray(groups, dtype=object)[start:stop])
-            top = candidates(log_p, k)
-            index[start:stop] = top
-            proba[start:stop] = np.exp(np.take_along_axis(log_p, top, axis=1).astype(np.float64))
-            by_system[start:stop] = np.asarray(membership.T @ np.exp(log_p).T).T  # summed by organ system
+            g = None if groups is None else np.asarray(groups, dtype=object)[start:stop]
+            score, fold, cand = self._final(X.iloc[start:stop], g, with_candidates=True)
+            for f in np.unique(fold):
+                rows = np.flatnonzero(fold == f)
+                calibrator = self.fold_calibrators_.get(int(f), self.calibrator_)
+                top = np.take_along_axis(score[rows], cand[rows], axis=1)  # best first
+                p, u = calibrator.parts(score[rows], top)
+                keep = cand[rows] if cand.shape[1] >= k else candidates(score[rows], k)
+                index[start + rows] = keep[:, :k]
+                proba[start + rows] = ((1 - u)[:, None] * np.take_along_axis(p, keep[:, :k], axis=1)
+                                       + (u / len(self.classes_))[:, None])
+                by_system[start + rows] = ((1 - u)[:, None] * np.asarray(membership.T @ p.T).T
+                                           + u[:, None] * per_system[None, :])
         self.systems_ = systems
         return index, proba, by_system
 

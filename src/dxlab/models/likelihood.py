@@ -71,7 +71,7 @@ class LikelihoodCore:
     def __init__(self, partial_match: float = 0.01, negated_rate: float = 0.05, min_frequency: float = 0.02,
                  max_frequency: float = 0.95, specific_only: bool = True, case_profiles: bool = True,
                  case_pseudocount: float = 8.0, unannotated_pseudocount: float = 0.3, prior_smoothing: float = 0.1,
-                 onset_spread: float = 0.1, batch_terms: int = 1024):
+                 onset_spread: float = 0.1, batch_terms: int = 1024, match_cache_rows: int = 4096):
         self.partial_match = partial_match
         self.negated_rate = negated_rate
         self.min_frequency = min_frequency
@@ -83,6 +83,7 @@ class LikelihoodCore:
         self.prior_smoothing = prior_smoothing
         self.onset_spread = onset_spread
         self.batch_terms = batch_terms
+        self.match_cache_rows = match_cache_rows
 
     # -- fitting -------------------------------------------------------------------------------------------------
     def fit(self, knowledge: Knowledge, classes: Sequence[str], n_annotated: int, X: pd.DataFrame | None = None,
@@ -244,7 +245,49 @@ class LikelihoodCore:
         return out
 
     def best_match(self, profile: dict, terms: np.ndarray) -> np.ndarray:
-        """len(terms) x diseases: for each term, the log LR of its best match (exact, or a penalised ancestor)."""
+        """len(terms) x diseases: for each term, the log LR of its best match (exact, or a penalised ancestor).
+
+        For the profiles of the whole model (what a new patient is scored with) the rows are kept in a bounded
+        least-recently-used cache (`match_cache_rows`): findings recur across patients (a batch of 100,000 simulated
+        patients uses under 3,000 distinct terms), and a row is computed once instead of once per batch."""
+        cache = self._match_cache(profile)
+        if cache is None:
+            return self._best_match(profile, terms)
+        store, lock = cache
+        with lock:
+            missing = [int(t) for t in dict.fromkeys(terms) if int(t) not in store]
+        computed = self._best_match(profile, np.asarray(missing, dtype=int)) if missing else None
+        return self._from_cache(store, lock, terms, missing, computed)
+
+    def _match_cache(self, profile: dict):
+        if self.match_cache_rows <= 0 or not (profile is getattr(self, "profile_", None)
+                                              or profile is getattr(self, "mention_profile_", None)):
+            return None
+        caches = self.__dict__.setdefault("_match_caches", {})
+        key = "profile" if profile is self.profile_ else "mention"
+        if key not in caches:
+            import threading
+            from collections import OrderedDict
+
+            caches[key] = (OrderedDict(), threading.Lock())
+        return caches[key]
+
+    def _from_cache(self, store, lock, terms, missing, computed) -> np.ndarray:
+        limit = max(self.match_cache_rows // 2, 1)  # the two cached profiles share the budget
+        with lock:
+            if computed is not None:
+                for i, t in enumerate(missing):
+                    store[t] = computed[i]
+            out = np.empty((len(terms), self.profile_["floor"].shape[0]), dtype=np.float32)
+            for i, t in enumerate(terms):
+                t = int(t)
+                out[i] = store[t]
+                store.move_to_end(t)
+            while len(store) > limit:
+                store.popitem(last=False)
+        return out
+
+    def _best_match(self, profile: dict, terms: np.ndarray) -> np.ndarray:
         anc = self.encoder_.ancestors
         penalty = np.float32(np.log(self.partial_match))
         needed = np.asarray(sorted({int(a) for q in terms for a in anc.indices[anc.indptr[q]:anc.indptr[q + 1]]}))
@@ -330,7 +373,7 @@ class LikelihoodCore:
             out["negated"] = np.zeros_like(out["observed"])
         out["sex"], out["onset"] = self._demographics(X, rows)
         out["prior"] = np.broadcast_to(np.log(n_groups + self.prior_smoothing).astype(np.float32)[None, :],
-                                       out["observed"].shape).copy()
+                                       out["observed"].shape)  # a view: the same row for every patient
         return out
 
     def annotation_profiles(self) -> dict:
@@ -343,7 +386,7 @@ class LikelihoodCore:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        for cache in ("_annotation_profile_cache", "_lookup_cache"):  # rebuilt on demand, not pickled
+        for cache in ("_annotation_profile_cache", "_lookup_cache", "_match_caches"):  # rebuilt on demand
             state.pop(cache, None)
         return state
 
@@ -394,6 +437,8 @@ class LikelihoodCore:
                                     [queries[i] for i in rows], [mention_queries[i] for i in rows],
                                     closed[rows], excluded[rows])
             for name, values in part.items():
+                if not out[name].flags.writeable:  # the prior's shared row: a copy once a group changes it
+                    out[name] = out[name].copy()
                 out[name][np.ix_(rows, affected)] = values
         return out
 

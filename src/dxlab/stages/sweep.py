@@ -1,10 +1,14 @@
 """Hydra multirun over variants, in-process, each member an MLflow run.
 
     python -m dxlab.stages.sweep -m model=logreg,knowledge_ranker features.min_term_count=1,2
+    python -m dxlab.stages.sweep -m cv=grouped 'model.train_sources=null' model=logreg,mlp augment=none,knowledge
 
 A member reuses the data stages' outputs of the last `dvc repro` when its data, validation and split settings are
 those of params.yaml; otherwise it runs them into its own folder. Features, training and evaluation always run
-in the member's folder (multirun/<time>/<n>/), and the SweepSummary callback ranks the members at the end.
+in the member's folder (multirun/<time>/<n>/), and the SweepSummary callback ranks the members at the end, on the
+real case reports when the run has them. With `cv=grouped` a member is refitted per fold of publications on the
+real cases instead of trained once (`dxlab.evaluation.cv.grouped_cross_validation`): the verdict on a rare-disease
+strategy is then about real patients, whatever the model.
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ def run_member(cfg: DictConfig, out_dir: Path) -> dict:
     if not same_data:
         for key in ("raw", "interim", "quarantine", "processed"):
             cfg.paths[key] = str(out_dir / cfg.paths[key])
-        cfg.data.source.path = str(Path(cfg.paths.raw) / "hpo_cohort") if "simulator" in cfg.data else cfg.data.source.path
-    for key in ("features", "models", "reports"):
+        if "simulator" in cfg.data and "hpo_cohort" in cfg.data.sources:  # the member simulates its own cohort
+            cfg.data.sources.hpo_cohort.source.path = str(Path(cfg.paths.raw) / "hpo_cohort")
+    for key in ("features", "models", "reports", "evaluation"):
         cfg.paths[key] = str(out_dir / Path(cfg.paths[key]).name)
-    stages = [features, train, evaluate]
+    grouped = cfg.get("cv", {}).get("kind") == "grouped"
+    stages = [] if grouped else [features, train, evaluate]  # grouped: each fold fits its own featurizer
     if not same_data:
         stages = [simulate, ingest, validate, preprocess, *stages]
         if not (Path(cfg.paths.knowledge) / "terms.parquet").exists():
@@ -48,8 +54,38 @@ def run_member(cfg: DictConfig, out_dir: Path) -> dict:
     with stage_run("sweep", cfg, run_name=f"sweep/{cfg.model.name}"):
         for stage in stages:
             result = stage.run(cfg)
-        log_metrics(result)
+        if grouped:
+            result = grouped_member(cfg)
+        log_metrics({m: {line: metrics["overall"] for line, metrics in by_line.items()}
+                     for m, by_line in result.items()})
     OmegaConf.save(cfg, out_dir / "config.yaml")
+    return result
+
+
+def grouped_member(cfg: DictConfig) -> dict:
+    """The member's model refitted per fold of publications on each grouped source: reports/metrics.json (the
+    evaluate stage's shape: model -> line -> metrics) and the fit time."""
+    import time
+
+    from omegaconf import OmegaConf as _OmegaConf
+
+    from dxlab.data.schema import read_parquet
+    from dxlab.evaluation.cv import grouped_cross_validation
+    from dxlab.models.build import build_pipeline, model_specs
+    from dxlab.stages._runner import write_json
+
+    train = read_parquet(Path(cfg.paths.processed) / "train.parquet")
+    lines = [n for n in cfg.data.sources if cfg.data.sources[n].get("evaluation", "holdout") == "grouped"]
+    spec = next(s for s in model_specs(cfg) if s.role == "model")
+    start = time.perf_counter()
+    metrics = grouped_cross_validation(lambda: build_pipeline(cfg, spec), train, lines, spec.train_sources,
+                                       int(cfg.cv.n_splits), int(cfg.seed),
+                                       _OmegaConf.to_container(cfg.evaluate.strata), int(cfg.evaluate.calibration_bins))
+    seconds = time.perf_counter() - start
+    result = {spec.name: metrics}
+    write_json(result, Path(cfg.paths.reports) / "metrics.json")
+    write_json({spec.name: {"fit_seconds": round(seconds / max(int(cfg.cv.n_splits), 1), 2)}},
+               Path(cfg.paths.reports) / "stages" / "train.json")
     return result
 
 
@@ -64,8 +100,9 @@ def main() -> None:
     def _member(cfg: DictConfig) -> float | None:
         out_dir = Path(HydraConfig.get().runtime.output_dir)
         results = run_member(cfg, out_dir)
-        model = results.get(cfg.model.name, {})
-        return (model.get("rare") or {}).get(cfg.evaluate.primary_metric)
+        lines = results.get(cfg.model.name, {})
+        line = next(iter(lines.values()), {})  # the real cases first when the run has them
+        return ((line.get("by_stratum") or {}).get("rare") or {}).get(cfg.evaluate.primary_metric)
 
     _member()
 

@@ -43,7 +43,7 @@ def source_specs(cfg) -> list[SourceSpec]:
         evaluation = str(entry.get("evaluation", "holdout"))
         if evaluation not in EVALUATIONS:
             raise ValueError(f"data.sources.{name}.evaluation must be one of {EVALUATIONS}, got {evaluation!r}")
-        adapter = instantiate(entry.source)
+        adapter = instantiate(entry.source, _convert_="all")  # plain dicts: OmegaConf look-ups per row are slow
         adapter.name = str(name)  # rows carry the config's name of their source
         specs.append(SourceSpec(str(name), adapter, bool(entry.get("labelled", True)),
                                 bool(entry.get("require_known_diagnosis", True)), evaluation,
@@ -58,7 +58,7 @@ def feed_source(cfg, path: str | Path | None = None):
     name = cfg.data.get("feed") or next(iter(cfg.data.sources))
     if name not in cfg.data.sources:
         raise ValueError(f"data.feed {name!r} is not among data.sources {list(cfg.data.sources)}")
-    adapter = instantiate(cfg.data.sources[name].source)
+    adapter = instantiate(cfg.data.sources[name].source, _convert_="all")
     adapter.name = str(name)
     if path is not None:
         adapter.path = Path(path) if isinstance(adapter.path, Path) else str(path)
