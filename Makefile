@@ -78,7 +78,7 @@ $(HPO3_RELEASE)/phenotype.hpoa: $(VENV)/hpo3/.installed-$(HPO3_VERSION) scripts/
 
 # Share of the shared case reports whose disease each knowledge source annotates (reports/knowledge_coverage.md).
 knowledge-coverage: setup hpo3-release
-	$(PY) bench/knowledge_coverage.py
+	$(PY) bench/knowledge_coverage.py --models
 
 SWEEP ?= model=logreg,rf,xgb,mlp,bayes augment=none,class_weight,smote,knowledge
 sweep: setup

@@ -81,9 +81,13 @@ def generated_blocks(root: Path) -> dict[str, str]:
     sweep = root / "reports" / "sweep" / "summary.md"
     if sweep.exists():
         blocks["sweep"] = sweep.read_text().split("\n", 1)[1].strip()
-    for name, path in (("bench", "bench/results.md"), ("external-bench", "bench/external.md")):
+    for name, path in (("bench", "bench/results.md"), ("external-bench", "bench/external.md"),
+                       ("simulated-network", "bench/simulated_network.md")):
         if (root / path).exists():
             blocks[name] = (root / path).read_text().split("\n", 1)[1].strip()
+    coverage = root / "reports" / "knowledge_coverage.md"
+    if coverage.exists():
+        blocks["knowledge-coverage"] = coverage.read_text().split("\n", 1)[1].strip().replace("\n## ", "\n#### ")
     production = root / "bench" / "production.md"
     if production.exists():
         blocks["production"] = production.read_text().split("\n", 1)[1].strip().replace("\n## ", "\n#### ")

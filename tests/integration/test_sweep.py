@@ -23,7 +23,10 @@ def test_a_grouped_member_is_judged_on_the_real_cases(tiny_project, tmp_path):
     member = tmp_path / "0"
     (member / ".hydra").mkdir(parents=True)
     (member / ".hydra" / "overrides.yaml").write_text("- cv=grouped\n- model=logreg\n")
+    before = {p: p.stat().st_mtime_ns for p in (root / "data").rglob("*") if p.is_file()}
     result = run_member(cfg, member)
+    # the member works in its own folder: the project it was started from is left as it was
+    assert {p: p.stat().st_mtime_ns for p in (root / "data").rglob("*") if p.is_file()} == before
     line = result["logreg"]["case_reports"]
     assert line["cv"] == {"kind": "grouped", "n_splits": 3, "n_cases": line["overall"]["n"],
                           "n_groups": line["cv"]["n_groups"]}

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dxlab.evaluation.cases import BEFORE_RERANK, FINAL, SIDE_BY_SIDE, reliability
+from dxlab.evaluation.cases import BEFORE_RERANK, FINAL, reliability
 
 # Published anchors on phenopacket-store cases (../shared/data/phenopackets/README.md and PEER.md).
 ANCHORS = [
@@ -35,6 +35,8 @@ DESCRIPTIONS = {
     "without nearest training cases": "the weighted parts without the neighbours (likelihood with case profiles)",
     "without excluded-finding mentions": "excluded findings read only as absent, never as mentions",
     "without sex and onset": "the sex and onset likelihood ratios left out",
+    "simulated-patients network alone": "the network trained on patients simulated from the annotations",
+    "without the simulated-patients network": "the weighted parts without the simulated-patients network",
 }
 
 

@@ -42,6 +42,17 @@ SIDE_BY_SIDE: dict[str, dict] = {
     "without excluded-finding mentions": {"weights": {"mention": 0.0}},
     "without sex and onset": {"weights": {"sex": 0.0, "onset": 0.0}},
 }
+# when the model has the simulated-patients network (the experiment/simulated_network overlay)
+SIMULATED_SIDE_BY_SIDE: dict[str, dict] = {
+    "simulated-patients network alone": {"only": "simulated"},
+    "without the simulated-patients network": {"weights": {"simulated": 0.0}},
+}
+
+
+def side_by_side_variants(model) -> dict[str, dict]:
+    """The side-by-side variants the fitted diagnostic model has parts for."""
+    extra = SIMULATED_SIDE_BY_SIDE if getattr(model, "simulated_", None) is not None else {}
+    return {**SIDE_BY_SIDE, **extra}
 
 
 def stratum(count: float, thresholds: Mapping[str, int]) -> str:
@@ -77,7 +88,7 @@ def case_table(model, table: pd.DataFrame, groups: Sequence[str] | None = None, 
     truth_col = true_columns(list(classes), list(truth))
     groups = None if groups is None else np.asarray(groups, dtype=object).astype(str)
     diagnostic = hasattr(model, "part_scores")
-    variants = SIDE_BY_SIDE if (diagnostic and side_by_side) else {}
+    variants = side_by_side_variants(model) if (diagnostic and side_by_side) else {}
     columns: dict[str, list] = {k: [] for k in ("rank", "p_truth", "p_top", "brier", "top")}
     variant_ranks: dict[str, list] = {name: [] for name in variants}
     for start in range(0, len(table), batch_size):

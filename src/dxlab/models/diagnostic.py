@@ -15,12 +15,15 @@ weighted sum of parts (`weights`), then a learned reranker of the first candidat
 - ``profiles``: the core's disease profiles learned from the labelled rows too (annotations count as
   `case_pseudocount` pseudo-cases), which sharpens annotated diseases and makes case-only diseases rankable;
 - ``neighbours``: the similarity of the disease's nearest training rows (`dxlab.models.neighbours`);
+- ``simulated`` (off by default): the log probabilities of a network trained on patients simulated from the
+  annotations (`dxlab.models.simulated`), for the `experiment/simulated_network` overlay;
 - ``reranker``: an XGBoost pairwise ranker over the first candidates, from disease-agnostic features
   (`dxlab.models.rerank`), trained on out-of-fold scores of the training rows;
 - ``calibration``: one temperature (`dxlab.models.calibration.fit_temperature`) fitted on the out-of-fold final
   scores of the training rows.
 
-Every part can be switched off (`profiles.enabled`, `neighbours.enabled`, `reranker.enabled`, a weight of 0):
+Every part can be switched off (`profiles.enabled`, `neighbours.enabled`, `reranker.enabled`, a weight of 0) and
+the simulated-patients network switched on (`simulated.enabled`):
 that is how ablations run; `part_scores` gives the side-by-side table without refitting the additive parts.
 
 Out-of-fold by construction. Training rows carry a group (the publication of a case report, the patient of a
@@ -56,8 +59,15 @@ from dxlab.models.rerank import CaseReranker, TooFewCases, candidates, pair_feat
 log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS: dict[str, float] = {"observed": 1.0, "excluded": 0.25, "mention": 0.5, "negated": 1.0, "sex": 1.0,
-                                     "onset": 1.0, "prior": 0.0, "neighbours": 10.0}
-PARTS = (*COMPONENTS, "neighbours")
+                                     "onset": 1.0, "prior": 0.0, "neighbours": 10.0, "simulated": 0.5}
+PARTS = (*COMPONENTS, "neighbours", "simulated")
+# the simulated-patients network (dxlab.models.simulated), when switched on: the experiment overlay's sizes
+SIMULATED_DEFAULTS = {"enabled": False, "per_disease": 20, "min_phenotypes": 1, "simulator": None,
+                      "featurizer": {"vocabulary": "hpo", "min_term_count": 2, "use_excluded": True,
+                                     "use_history": False, "use_knowledge_scores": False},
+                      "classifier": {"hidden_layers": [1024], "dropout": 0.3, "batch_size": 512, "max_epochs": 4,
+                                     "patience": 2, "validation_fraction": 0.1, "temperature": "fit",
+                                     "n_threads": 2}}
 
 
 def _merged(defaults: Mapping, given: Mapping | None) -> dict:
@@ -71,7 +81,8 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
     knowledge_dir: the knowledge tables; databases: the annotated namespaces of the universe;
     likelihood: LikelihoodCore settings (partial_match, negated_rate, ...); profiles: {enabled, case_pseudocount,
     unannotated_pseudocount}; weights: part -> weight (PARTS; missing ones from DEFAULT_WEIGHTS); neighbours:
-    {enabled, top_n, excluded_weight}; reranker: {enabled, n_candidates, n_estimators, learning_rate, max_depth,
+    {enabled, top_n, excluded_weight}; simulated: {enabled, per_disease, min_phenotypes, simulator, featurizer,
+    classifier} (the simulated-patients network, off by default); reranker: {enabled, n_candidates, n_estimators, learning_rate, max_depth,
     min_training_cases}; calibration: {enabled}; n_folds: grouped folds of the training rows;
     learn_from_sources: the sources (`source` column) whose rows train the reranker and the temperature (None:
     every row) -- simulated patients are not case reports; batch_size: rows scored at once.
@@ -81,8 +92,8 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
 
     def __init__(self, knowledge_dir: str = "data/knowledge", databases: Sequence[str] = ("OMIM", "ORPHA"),
                  likelihood: Mapping | None = None, profiles: Mapping | None = None, weights: Mapping | None = None,
-                 neighbours: Mapping | None = None, reranker: Mapping | None = None,
-                 calibration: Mapping | None = None, n_folds: int = 5, learn_from_sources: Sequence[str] | None = None,
+                 neighbours: Mapping | None = None, simulated: Mapping | None = None,
+                 reranker: Mapping | None = None, calibration: Mapping | None = None, n_folds: int = 5, learn_from_sources: Sequence[str] | None = None,
                  batch_size: int = 256, random_state: int = 0):
         self.knowledge_dir = knowledge_dir
         self.databases = databases
@@ -90,6 +101,7 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
         self.profiles = profiles
         self.weights = weights
         self.neighbours = neighbours
+        self.simulated = simulated
         self.reranker = reranker
         self.calibration = calibration
         self.n_folds = n_folds
@@ -105,13 +117,17 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
         reranker = _merged({"enabled": True, "n_candidates": 50, "n_estimators": 100, "learning_rate": 0.1,
                             "max_depth": 4, "min_training_cases": 50}, self.reranker)
         calibration = _merged({"enabled": True, "mixture": True}, self.calibration)
+        simulated = _merged(SIMULATED_DEFAULTS, self.simulated)
         weights = _merged(DEFAULT_WEIGHTS, self.weights)
         unknown = set(weights) - set(PARTS)
         if unknown:
             raise ValueError(f"weights for parts that do not exist: {sorted(unknown)} (parts: {PARTS})")
         if not neighbours["enabled"]:
             weights["neighbours"] = 0.0
-        return {"profiles": profiles, "neighbours": neighbours, "reranker": reranker, "calibration": calibration,
+        if not simulated["enabled"]:
+            weights["simulated"] = 0.0
+        return {"profiles": profiles, "neighbours": neighbours, "simulated": simulated, "reranker": reranker,
+                "calibration": calibration,
                 "weights": {k: float(v) for k, v in weights.items()}, "likelihood": dict(self.likelihood or {})}
 
     # -- fitting -------------------------------------------------------------------------------------------------
@@ -144,6 +160,7 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
             self.neighbours_ = NeighbourScores(top_n=int(settings["neighbours"]["top_n"]),
                                                excluded_weight=float(settings["neighbours"]["excluded_weight"]))
             self.neighbours_.fit(self.core_.encoder_, len(self.classes_), X, label, groups)
+        self._fit_simulated(knowledge, settings["simulated"])
         self._fit_pair_context(knowledge, label, groups)
         # grouped folds of the rows the reranker and the temperature learn from
         learn = labelled.copy()
@@ -170,6 +187,31 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
                                     settings)
         self.fit_seconds_ = time.perf_counter() - start
         return self
+
+    def _fit_simulated(self, knowledge: Knowledge, settings: Mapping) -> None:
+        """The simulated-patients network over the annotated diseases (when switched on): it learns from no
+        training row, so it needs no leave-group-out."""
+        self.simulated_, self.simulated_columns_ = None, None
+        if not settings["enabled"]:
+            return
+        from dxlab.models.simulated import disease_universe, fit_network
+
+        wanted = set(disease_universe(knowledge, self.databases, int(settings["min_phenotypes"])))
+        diseases = [d for d in self.classes_[: self.n_annotated_] if d in wanted]
+        self.simulated_ = fit_network(knowledge, self.knowledge_dir, diseases, int(settings["per_disease"]),
+                                      settings["simulator"], settings["featurizer"], settings["classifier"],
+                                      self.random_state)
+        position = {d: i for i, d in enumerate(self.classes_)}
+        self.simulated_columns_ = np.asarray([position[str(d)] for d in self.simulated_.classes_], dtype=int)
+
+    def _simulated_scores(self, X: pd.DataFrame) -> np.ndarray:
+        """Rows x classes_: the network's log probabilities; a disease it never learned gets the row's lowest."""
+        from dxlab.models.simulated import log_proba_in_blocks
+
+        log_p = log_proba_in_blocks(self.simulated_, X)
+        out = np.repeat(log_p.min(axis=1, initial=0.0)[:, None], len(self.classes_), axis=1).astype(np.float32)
+        out[:, self.simulated_columns_] = log_p
+        return out
 
     def _fit_disease_tables(self, knowledge: Knowledge, X: pd.DataFrame) -> None:
         info = knowledge.diseases.set_index("disease_id")
@@ -238,6 +280,8 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
         out = self.core_.components(X, groups, case_profiles=case_profiles)
         out["neighbours"] = (self.neighbours_.scores(X, groups) if self.neighbours_ is not None
                              else np.zeros((len(X), len(self.classes_)), dtype=np.float32))
+        if getattr(self, "simulated_", None) is not None:
+            out["simulated"] = self._simulated_scores(X)
         return out
 
     def combine(self, parts: Mapping[str, np.ndarray], weights: Mapping[str, float] | None = None) -> np.ndarray:
@@ -246,7 +290,7 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
         total = np.zeros_like(next(iter(parts.values())), dtype=np.float32)
         for name in PARTS:
             w = float(weights.get(name, 0.0))
-            if w:
+            if w and name in parts:
                 total += np.float32(w) * parts[name]
         return total
 
@@ -275,10 +319,14 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
                   cand: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """The reranker's features: the score, the likelihood core (observed + the rest of its components) and
         the neighbours, each at the candidates, and the pair arrays."""
-        core = score - np.float32(self.settings_["weights"]["neighbours"]) * parts["neighbours"]
+        weights = self.settings_["weights"]
+        core = score - np.float32(weights["neighbours"]) * parts["neighbours"]
+        if "simulated" in parts:
+            core = core - np.float32(weights["simulated"]) * parts["simulated"]
         at = {"score": np.take_along_axis(score, cand, axis=1), "likelihood": np.take_along_axis(core, cand, axis=1)}
-        if self.neighbours_ is not None:
-            at["neighbours"] = np.take_along_axis(parts["neighbours"], cand, axis=1)
+        for name in ("neighbours", "simulated"):
+            if getattr(self, f"{name}_", None) is not None:
+                at[name] = np.take_along_axis(parts[name], cand, axis=1)
         return pair_features(at, cand, **self._pair_arrays(X, groups, cand))
 
     def _scan(self, X: pd.DataFrame, groups, n_cand: int, keep_scores: bool = False):

@@ -33,14 +33,19 @@ def run_member(cfg: DictConfig, out_dir: Path) -> dict:
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     try:
         reference = load_params()
-        same_data = all(OmegaConf.to_container(reference.get(k), resolve=True) == OmegaConf.to_container(cfg.get(k), resolve=True)
-                        if isinstance(cfg.get(k), DictConfig) else reference.get(k) == cfg.get(k) for k in DATA_KEYS)
+        same = {k: (OmegaConf.to_container(reference.get(k), resolve=True)
+                    == OmegaConf.to_container(cfg.get(k), resolve=True))
+                if isinstance(cfg.get(k), DictConfig) else reference.get(k) == cfg.get(k) for k in DATA_KEYS}
     except FileNotFoundError:
-        same_data = False
-    same_data = same_data and (Path(cfg.paths.processed) / "train.parquet").exists()
+        same = dict.fromkeys(DATA_KEYS, False)
+    same_data = all(same.values()) and (Path(cfg.paths.processed) / "train.parquet").exists()
+    if not same["knowledge"]:  # other knowledge sources: the member builds its own tables
+        cfg.paths.knowledge = str(out_dir / "data" / "knowledge")
     if not same_data:
         for key in ("raw", "interim", "quarantine", "processed"):
-            cfg.paths[key] = str(out_dir / cfg.paths[key])
+            # inside the member's folder, also when the project's paths are absolute (never the project's own)
+            path = Path(cfg.paths[key])
+            cfg.paths[key] = str(out_dir / ("data" / Path(path.name) if path.is_absolute() else path))
         if "simulator" in cfg.data and "hpo_cohort" in cfg.data.sources:  # the member simulates its own cohort
             cfg.data.sources.hpo_cohort.source.path = str(Path(cfg.paths.raw) / "hpo_cohort")
     for key in ("features", "models", "reports", "evaluation"):
