@@ -20,7 +20,7 @@ help:
 	@echo "make ui      open the MLflow UI on the project's store (mlflow.db)"
 	@echo "make bench   training time, memory, throughput and quality per model (bench/results.md)"
 	@echo "make anomaly-bench  anomaly detectors on ../shared/data/adbench against ADBench (reports/anomaly_benchmark.md)"
-	@echo "make sweep   every model x augmentation on the default data (reports/sweep/summary.md)"
+	@echo "make sweep   rare-disease strategies x models judged on the real cases by folds of publications (reports/sweep/summary.md)"
 	@echo "make ddxplus cross-validation of the model variants on DDXPlus (reports/ddxplus/summary.md)"
 	@echo "make params  recompose params.yaml from conf/ (what dvc exp run -S does)"
 	@echo "make text-eval  free text -> HPO findings on ../shared/data/text, cross-validated (reports/text/report.md)"
@@ -80,7 +80,7 @@ $(HPO3_RELEASE)/phenotype.hpoa: $(VENV)/hpo3/.installed-$(HPO3_VERSION) scripts/
 knowledge-coverage: setup hpo3-release
 	$(PY) bench/knowledge_coverage.py --models
 
-SWEEP ?= model=logreg,rf,xgb,mlp,bayes augment=none,class_weight,smote,knowledge
+SWEEP ?= cv=grouped model.train_sources=null model=logreg,mlp augment=none,class_weight,smote,knowledge
 sweep: setup
 	@test -f data/processed/train.parquet || dvc repro preprocess
 	$(PY) -m dxlab.stages.sweep -m hydra/launcher=joblib hydra.launcher.n_jobs=2 $(SWEEP)

@@ -1,7 +1,8 @@
 """The canonical patient table: the one shape every source adapter produces and everything downstream reads.
 
 One row per patient encounter. List columns hold Python lists of strings; ``measurements`` is a dict of
-numeric values (stored as a JSON string in parquet so that files with different measurements stay compatible).
+numeric values and ``note_mentions`` a list of dicts (both stored as JSON text in parquet so that files with different
+measurements or mentions stay compatible).
 
 Columns
 -------
@@ -14,6 +15,8 @@ excluded         list[str]   findings explicitly looked for and absent
 history          list[str]   medical-history codes (antecedents)
 measurements     dict        optional numeric measurements, name -> value
 note             str         short free-text clinical note ("" when none)
+note_mentions    list[dict]  what was read in the note (dxlab.data.notes): one dict per mention, {"start", "end",
+                             "text", "hpo_id", "name", "assertion"} (+ "relative"); stored as JSON text in parquet
 diagnosis        str|None    the confirmed diagnosis (disease id) when known
 diagnosis_name   str         the diagnosis's name as the source gives it ("" when none): names a disease the
                              knowledge does not
@@ -43,6 +46,7 @@ CANONICAL_COLUMNS: tuple[str, ...] = (
     "history",
     "measurements",
     "note",
+    "note_mentions",
     "diagnosis",
     "diagnosis_name",
     "source",
@@ -101,6 +105,7 @@ def make_table(rows: list[dict]) -> pd.DataFrame:
         "history": [],
         "measurements": {},
         "note": "",
+        "note_mentions": [],
         "diagnosis": None,
         "diagnosis_name": "",
         "source": "",
@@ -114,7 +119,7 @@ def make_table(rows: list[dict]) -> pd.DataFrame:
         rec = {}
         for col in CANONICAL_COLUMNS:
             value = row.get(col, defaults.get(col))
-            if col in LIST_COLUMNS or col == "measurements":
+            if col in LIST_COLUMNS or col in ("measurements", "note_mentions"):
                 value = type(defaults[col])(value) if value is not None else type(defaults[col])()
             rec[col] = value
         records.append(rec)
@@ -128,17 +133,29 @@ def make_table(rows: list[dict]) -> pd.DataFrame:
 
 
 def to_parquet(table: pd.DataFrame, path) -> None:
-    """Write a canonical table; measurements go as JSON text so schemas of different files agree."""
+    """Write a canonical table; measurements and note mentions go as JSON text so schemas of different files agree."""
     out = table.copy()
     out["measurements"] = [json.dumps(m or {}, sort_keys=True) for m in out["measurements"]]
+    out["note_mentions"] = [json.dumps(_mentions(m), ensure_ascii=False)
+                            for m in (out["note_mentions"] if "note_mentions" in out else [None] * len(out))]
     for col in LIST_COLUMNS:
         out[col] = [list(v) for v in out[col]]
     out.to_parquet(path, index=False)
 
 
+def _mentions(value) -> list:
+    """A cell of note_mentions as a list (rows added without it, e.g. by a sampler, hold NaN)."""
+    if isinstance(value, str):
+        return json.loads(value) if value else []
+    return list(value) if isinstance(value, (list, tuple)) else []
+
+
 def read_parquet(path) -> pd.DataFrame:
     table = pd.read_parquet(path)
     table["measurements"] = [json.loads(m) if isinstance(m, str) and m else {} for m in table["measurements"]]
+    # tables written before notes were read have no mentions
+    table["note_mentions"] = ([json.loads(m) if isinstance(m, str) and m else [] for m in table["note_mentions"]]
+                              if "note_mentions" in table else [[] for _ in range(len(table))])
     for col in LIST_COLUMNS:
         table[col] = [list(v) if v is not None else [] for v in table[col]]
     return table

@@ -59,6 +59,7 @@ def ensure_reference(cfg, scorer, systems=None, rebuild: bool = False) -> dict:
 
 def read_batch(cfg, input_path, scorer, files=None) -> tuple[pd.DataFrame, pd.DataFrame, list[Path]]:
     """Valid patients (pseudonymised) and quarantine issues of the batch files, as `dxlab predict` reads them."""
+    from dxlab.data.notes import feed_notes
     from dxlab.serving.batch import ValidationSettings, _source_for, read_patients
     from dxlab.serving.scorer import pseudonym_key
 
@@ -67,9 +68,11 @@ def read_batch(cfg, input_path, scorer, files=None) -> tuple[pd.DataFrame, pd.Da
     if not files:
         raise FileNotFoundError(f"no patient files under {input_path}")
     key, settings = pseudonym_key(cfg), ValidationSettings.from_config(cfg.serve.validate)
+    # the notes read as ingest and `dxlab predict` read them: the batch is compared with rows read the same way
+    notes, mode = feed_notes(cfg)
     valid, issues = [], []
     for path in files:
-        v, q, _ = read_patients(source, path, key, scorer, settings)
+        v, q, _ = read_patients(source, path, key, scorer, settings, notes, mode)
         valid.append(v)
         issues.append(q)
     return pd.concat(valid, ignore_index=True), pd.concat(issues, ignore_index=True), files

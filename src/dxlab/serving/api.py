@@ -1,7 +1,10 @@
 """The real-time prediction service (FastAPI): `dxlab serve --port P`.
 
 POST /v1/predict   one patient, a list, or {"patients": [...]} -> the top diseases (names, probabilities, the
-                   findings for and against each), the probability by type of disease, anomaly, key findings
+                   findings for and against each), the probability by type of disease, anomaly, key findings; a
+                   patient may come with a clinical note instead of or beside coded findings: the answer lists the
+                   findings read in it with spans and assertions (`findings_read`)
+POST /v1/annotate  {"text": "..."} -> the mentions of HPO terms with spans and assertions, and the patient fields
 GET  /healthz      the process is up
 GET  /readyz       a model is loaded (503 until then)
 GET  /metrics      Prometheus: requests, latency, predictions per disease, anomaly flags, input drift, model
@@ -9,8 +12,10 @@ GET  /docs         OpenAPI docs
 
 The model is the registry alias (serve.model, `models:/dxlab@champion`); a thread polls the alias every
 serve.api.reload_interval_s and swaps in the new version when it moves (requests in flight finish on the old one).
-When the environment variable named by serve.api.api_key_env is set, /v1/predict needs it in `X-API-Key`.
-Only pseudonymised ids are logged; patient data never is.
+The note annotator (`dxlab.data.notes.note_reader`: the `text` config's, on the knowledge tables) is built once at
+start; it is not rebuilt when the model reloads. When the environment variable named by serve.api.api_key_env is
+set, /v1/predict and /v1/annotate need it in `X-API-Key`. Only pseudonymised ids are logged; patient data and
+notes never are.
 """
 
 from __future__ import annotations
@@ -32,12 +37,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dxlab.serving.metrics import DriftWindow, ServiceMetrics
 from dxlab.serving.schema import (
+    AnnotateRequest,
+    AnnotateResponse,
     Patient,
     PatientBatch,
     PredictResponse,
     RequestError,
+    annotate_answer,
     check_terms,
+    parse_annotate,
     parse_body,
+    read_patient_notes,
     request_id,
     request_schema,
     to_table,
@@ -122,11 +132,13 @@ class ApiSettings:
 
 
 def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
-               metrics: ServiceMetrics | None = None) -> FastAPI:
-    """The app around a ModelHolder (tests pass their own; `app_from_config` builds it from params.yaml)."""
+               metrics: ServiceMetrics | None = None, notes=None) -> FastAPI:
+    """The app around a ModelHolder (tests pass their own; `app_from_config` builds it from params.yaml).
+    `notes`: a `dxlab.data.notes.NoteReader` whose annotator is built at start (None: notes are refused, 503)."""
     from dxlab.data.pseudonym import pseudonymise
 
     metrics = metrics or ServiceMetrics()
+    reader = {"notes": notes, "error": "" if notes is not None else "no note reader configured"}
     drift = DriftWindow.from_file(settings.reference, metrics, settings.drift_window)
     previous = holder.on_change
 
@@ -140,6 +152,12 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if reader["notes"] is not None:
+            try:  # once, at start: a moved alias reloads the model, never the annotator
+                await run_in_threadpool(lambda: reader["notes"].annotator)
+            except Exception as err:  # noqa: BLE001 - serve coded findings; say why notes are refused
+                reader["notes"], reader["error"] = None, f"{type(err).__name__}: {err}"[:500]
+                log.error("note annotator not built, notes are refused: %s", reader["error"])
         if holder.scorer is None:
             await run_in_threadpool(holder.load)
         else:
@@ -149,8 +167,9 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
         holder.stop()
 
     app = FastAPI(title="dxlab prediction service", version="1", lifespan=lifespan,
-                  description="Likelihood of each disease from findings (HPO terms), excluded findings and "
-                              "demographics; anomaly score; the findings that weighed most.")
+                  description="Likelihood of each disease from findings (HPO terms) and clinical notes, excluded "
+                              "findings and demographics; anomaly score; the findings that weighed most; what was "
+                              "read in each note.")
     app.state.holder, app.state.metrics, app.state.drift = holder, metrics, drift
 
     @app.middleware("http")
@@ -176,7 +195,8 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
         if scorer is None:
             return JSONResponse({"status": "not ready", "reason": holder.error or "loading"}, status_code=503)
         return {"status": "ready", "model": scorer.model_name, "model_version": scorer.model_version,
-                "anomaly_detector": scorer.detector is not None}
+                "anomaly_detector": scorer.detector is not None, "notes": reader["notes"] is not None,
+                **({"notes_error": reader["error"]} if reader["notes"] is None else {})}
 
     @app.get("/metrics", tags=["health"])
     def prometheus() -> Response:
@@ -186,18 +206,24 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
         metrics.bad_requests.labels(reason).inc()
         return JSONResponse({"detail": detail}, status_code=status)
 
+    def unauthorized(request: Request) -> JSONResponse | None:
+        expected = os.environ.get(settings.api_key_env, "")
+        if expected and not hmac.compare_digest(request.headers.get("x-api-key", ""), expected):
+            return error(401, [{"loc": ["header", "X-API-Key"], "msg": "missing or wrong API key",
+                                "type": "unauthorized"}], "unauthorized")
+        return None
+
     @app.post("/v1/predict", response_model=PredictResponse, tags=["predict"],
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                   "schema": request_schema()}}}},
               responses={400: {"description": "malformed JSON"}, 401: {"description": "missing or wrong API key"},
                          413: {"description": "too many patients in one request"},
-                         422: {"description": "invalid field (named in `loc`), unknown HPO ids listed"},
-                         503: {"description": "no model loaded yet"}})
+                         422: {"description": "invalid field (named in `loc`), unknown HPO ids listed, a note that "
+                                               "cannot be read or gives a patient without findings no finding"},
+                         503: {"description": "no model loaded yet (or a note and no annotator)"}})
     async def predict(request: Request):
-        expected = os.environ.get(settings.api_key_env, "")
-        if expected and not hmac.compare_digest(request.headers.get("x-api-key", ""), expected):
-            return error(401, [{"loc": ["header", "X-API-Key"], "msg": "missing or wrong API key",
-                                "type": "unauthorized"}], "unauthorized")
+        if (refused := unauthorized(request)) is not None:
+            return refused
         scorer = holder.scorer  # one model for the whole request, even if a reload swaps it meanwhile
         if scorer is None:
             return error(503, [{"loc": [], "msg": "no model loaded yet", "type": "not_ready"}], "not_ready")
@@ -209,13 +235,39 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
             return error(err.status, err.detail, err.detail[0]["type"] if err.detail else "invalid")
         rid = request_id()
         table = to_table(patients, lambda pid: pseudonymise(pid, key, settings.source_name))
+        try:
+            table, read = await run_in_threadpool(read_patient_notes, table, patients, reader["notes"], prefix)
+        except RequestError as err:
+            return error(err.status, err.detail, err.detail[0]["type"] if err.detail else "invalid")
         answers = await run_in_threadpool(_answer, scorer, table, settings.threads)
+        for answer, mentions in zip(answers, read):
+            answer["findings_read"] = mentions
         metrics.observe_predictions(answers)
         drift.add(table)
         log.info("request %s: %d patient(s) %s scored by %s v%s", rid, len(table),
                  ",".join(p for p in table["patient_id"] if p)[:400] or "(no ids)", scorer.model_name,
                  scorer.model_version)
         return {"model": scorer.model_name, "model_version": scorer.model_version, "predictions": answers}
+
+    @app.post("/v1/annotate", response_model=AnnotateResponse, tags=["predict"],
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": {"$ref": "#/components/schemas/AnnotateRequest"}}}}},
+              responses={400: {"description": "malformed JSON"}, 401: {"description": "missing or wrong API key"},
+                         422: {"description": "blank, too long or binary text"},
+                         503: {"description": "no annotator"}})
+    async def annotate(request: Request):
+        """The mentions of HPO terms in a text, with spans and assertions, and the findings, excluded findings,
+        uncertain findings and relatives' findings they make (what /v1/predict reads in a note)."""
+        if (refused := unauthorized(request)) is not None:
+            return refused
+        try:
+            text = parse_annotate(await request.body())
+            answer = await run_in_threadpool(annotate_answer, text, reader["notes"])
+        except RequestError as err:
+            return error(err.status, err.detail, err.detail[0]["type"] if err.detail else "invalid")
+        log.info("request %s: annotated a text of %d characters into %d mentions", request_id(), len(text.text),
+                 len(answer["mentions"]))
+        return answer
 
     def openapi() -> dict:
         if app.openapi_schema:
@@ -224,7 +276,7 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
 
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (Patient, PatientBatch):
+        for model in (Patient, PatientBatch, AnnotateRequest):
             spec = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(spec.pop("$defs", {}))
             components[model.__name__] = spec
@@ -235,7 +287,7 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
     return app
 
 
-_ENDPOINTS = {"/v1/predict", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"}
+_ENDPOINTS = {"/v1/predict", "/v1/annotate", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"}
 _THREAD = threading.local()
 
 
@@ -271,10 +323,12 @@ def app_from_config(cfg, model: str | None = None) -> FastAPI:
     uri = tracking_uri(cfg)
     explain = s.api.get("explain_method") or s.explain.method
 
+    from dxlab.data.notes import note_reader
+
     holder = ModelHolder(
         factory=lambda: Scorer.from_config(cfg, model=model, explain=explain, tracking_uri=uri),
         current_version=lambda: model_version(spec, cfg.paths.models, uri, None if model else s.get("fallback_model")))
-    return create_app(holder, ApiSettings.from_config(cfg), pseudonym_key(cfg))
+    return create_app(holder, ApiSettings.from_config(cfg), pseudonym_key(cfg), notes=note_reader(cfg))
 
 
 def serve(cfg, host: str | None = None, port: int | None = None, model: str | None = None) -> None:

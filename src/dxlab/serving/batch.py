@@ -1,8 +1,10 @@
 """Daily batch prediction: every patient file of a folder (the formats ingest reads) scored into parquet.
 
-Per input file: read with the configured source adapter, pseudonymise ids (the ingest key, so pseudonyms match
-the training data's), validate as the validate stage does (minus the label: diagnoses arrive later), quarantine
-bad rows with file, row, field and reason, score the rest in chunks, and write
+Per input file: read with the configured source adapter, read the clinical notes as ingest does (the same
+`dxlab.data.notes.read_notes`, the feed's `notes.mode`: a file with a `note` column is scored from it), pseudonymise
+ids (the ingest key, so pseudonyms match the training data's), validate as the validate stage does (minus the
+label: diagnoses arrive later), quarantine bad rows (an unreadable note among them) with file, row, field and
+reason, score the rest in chunks, and write
 
     OUTPUT/predictions/<file stem>.parquet   one row per valid patient (see Scorer.score)
     OUTPUT/quarantine/<file stem>.csv        one row per issue
@@ -91,10 +93,13 @@ def newest_files(files: Sequence[Path], n: int | None, day_pattern: str = DAY_PA
     return [p for p in files if day(p) in days]
 
 
-def read_patients(source, path: Path, pseudonym_key: bytes, scorer, settings: ValidationSettings
-                  ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """(valid canonical rows with pseudonymised ids, quarantine issues, rows read) for one file."""
+def read_patients(source, path: Path, pseudonym_key: bytes, scorer, settings: ValidationSettings,
+                  notes=None, notes_mode: str = "merge") -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """(valid canonical rows with pseudonymised ids, quarantine issues, rows read) for one file; its notes read by
+    `notes` (a `dxlab.data.notes.NoteReader`) when given."""
     result = source.read_file(path)
+    if notes is not None:
+        result, _ = notes.read_result(result, notes_mode)
     table = result.table
     raw_ids = table["patient_id"].astype(str).tolist()
     pseudo = [pseudonymise(pid, pseudonym_key, source.name) for pid in raw_ids]
@@ -119,25 +124,27 @@ def _chunks(n: int, size: int) -> list[slice]:
 
 def process_file(path: str | Path, source, pseudonym_key: bytes, scorer, output: str | Path,
                  settings: ValidationSettings, chunk_size: int = 20000, write_csv: bool = False, progress: bool = False,
-                 digest: str | None = None, threads: int | None = 1) -> FileResult:
+                 digest: str | None = None, threads: int | None = 1, notes=None,
+                 notes_mode: str = "merge") -> FileResult:
     """Read, validate, score and write one file (what every engine runs)."""
     if threads:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(int(threads)):
             return _process_file(path, source, pseudonym_key, scorer, output, settings, chunk_size, write_csv,
-                                 progress, digest)
+                                 progress, digest, notes, notes_mode)
     return _process_file(path, source, pseudonym_key, scorer, output, settings, chunk_size, write_csv, progress,
-                         digest)
+                         digest, notes, notes_mode)
 
 
 def _process_file(path, source, pseudonym_key, scorer, output, settings, chunk_size, write_csv, progress,
-                  digest) -> FileResult:
+                  digest, notes=None, notes_mode="merge") -> FileResult:
     start = time.perf_counter()
     path, output = Path(path), Path(output)
     result = FileResult(file=path.name, digest=digest or file_digest(path), model=scorer.model_name,
                         model_version=scorer.model_version)
-    valid, quarantined, result.n_rows = read_patients(source, path, pseudonym_key, scorer, settings)
+    valid, quarantined, result.n_rows = read_patients(source, path, pseudonym_key, scorer, settings, notes,
+                                                      notes_mode)
     (output / "quarantine").mkdir(parents=True, exist_ok=True)
     (output / "predictions").mkdir(parents=True, exist_ok=True)
     quarantined = quarantined.sort_values(["source_file", "source_row"])
@@ -220,8 +227,10 @@ def predict_folder(input_path: str | Path, output: str | Path, scorer, source, p
                    settings: ValidationSettings | None = None, *, files: Sequence[Path] | None = None,
                    overwrite: bool = False, chunk_size: int = 20000, engine: str = "local", n_jobs: int = 1,
                    scheduler: str | None = None, n_workers: int = 2, threads_per_worker: int = 1,
-                   write_csv: bool = False, progress: bool = True, threads: int | None = 1) -> dict:
-    """Score every file of `input_path` (or `files`) not scored yet; returns the summary (also written)."""
+                   write_csv: bool = False, progress: bool = True, threads: int | None = 1, notes=None,
+                   notes_mode: str = "merge") -> dict:
+    """Score every file of `input_path` (or `files`) not scored yet; returns the summary (also written).
+    `notes`: a `dxlab.data.notes.NoteReader` reading each file's notes (mode `notes_mode`), None to read none."""
     start = time.perf_counter()
     settings = settings or ValidationSettings()
     output = Path(output)
@@ -240,8 +249,10 @@ def predict_folder(input_path: str | Path, output: str | Path, scorer, source, p
             skipped.append(FileResult(**{**seen, "skipped": True}))
         else:
             todo.append((path, digest))
+    if notes is not None and todo and (engine == "dask" or (n_jobs and n_jobs != 1 and len(todo) > 1)):
+        _ = notes.annotator  # built once here and sent with the reader, not rebuilt by every worker's task
     common = dict(source=source, pseudonym_key=pseudonym_key, scorer=scorer, output=output, settings=settings,
-                  chunk_size=chunk_size, write_csv=write_csv, threads=threads)
+                  chunk_size=chunk_size, write_csv=write_csv, threads=threads, notes=notes, notes_mode=notes_mode)
     if engine == "dask":
         results = _run_dask(todo, common, scheduler, n_workers, threads_per_worker, progress)
     elif engine == "local":
@@ -308,8 +319,11 @@ def _run_dask(todo, common: dict, scheduler: str | None, n_workers: int, threads
         if not todo:
             return []
         scorer = client.scatter(common["scorer"], broadcast=True)
-        rest = {k: v for k, v in common.items() if k != "scorer"}
-        futures = [client.submit(process_file, str(p), scorer=scorer, digest=d, pure=False, **rest) for p, d in todo]
+        shared = {"scorer": scorer}
+        if common.get("notes") is not None:
+            shared["notes"] = client.scatter(common["notes"], broadcast=True)
+        rest = {k: v for k, v in common.items() if k not in shared}
+        futures = [client.submit(process_file, str(p), digest=d, pure=False, **shared, **rest) for p, d in todo]
         bar = _progress(len(futures), "files", enabled=progress)
         by_file = {}
         for fut in as_completed(futures):
@@ -330,6 +344,7 @@ def predict_from_config(cfg, input_path: str | Path | None = None, output: str |
     """`dxlab predict` / the predict stage: the scorer, source adapter and key from the composed config.
 
     options override serve.batch (engine, n_jobs, scheduler, overwrite, chunk_size, write_csv, progress)."""
+    from dxlab.data.notes import feed_notes
     from dxlab.serving.scorer import Scorer, pseudonym_key
 
     b = cfg.serve.batch
@@ -346,4 +361,8 @@ def predict_from_config(cfg, input_path: str | Path | None = None, output: str |
             "threads_per_worker": b.dask.threads_per_worker, "write_csv": b.write_csv, "progress": b.progress,
             "threads": b.get("threads")}
     opts.update({k: v for k, v in options.items() if v is not None})
+    # the feed's notes, read as ingest reads them (one annotator, built when a file has a note)
+    notes, mode = feed_notes(cfg)
+    opts.setdefault("notes", notes)
+    opts.setdefault("notes_mode", mode)
     return predict_folder(input_path, output, scorer, source, pseudonym_key(cfg), settings, files=files, **opts)

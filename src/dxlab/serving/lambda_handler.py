@@ -1,4 +1,5 @@
-"""AWS Lambda handler for the same prediction as POST /v1/predict (API Gateway REST or HTTP API proxy events).
+"""AWS Lambda handler for the same prediction as POST /v1/predict (API Gateway REST or HTTP API proxy events), and
+POST /v1/annotate when the event's path ends with /v1/annotate. Notes are read as the API reads them.
 
 Configuration from the environment (a container-image Lambda bakes the model into the image):
   DXLAB_MODEL            models:/dxlab@champion (needs MLFLOW_TRACKING_URI) or a .joblib path  [models/diagnostic.joblib]
@@ -10,6 +11,8 @@ Configuration from the environment (a container-image Lambda bakes the model int
   DXLAB_PSEUDONYM_KEY    the keyed-hash key for patient ids (required for stable pseudonyms)
   DXLAB_SOURCE_NAME      the source name mixed into pseudonyms, as at ingest [hpo_cohort]
   DXLAB_API_KEY          when set, the X-API-Key header must match
+  DXLAB_TEXT_MODEL       a saved note annotator (dxlab.text.Annotator.save) (optional; else one is built from
+                         DXLAB_KNOWLEDGE_DIR, dictionary and ConText, at the first note; neither: notes get 503)
 
 The scorer is loaded once per container (cold start) and reused by warm invocations.
 """
@@ -23,7 +26,16 @@ import logging
 import os
 import secrets
 
-from dxlab.serving.schema import RequestError, check_terms, parse_body, request_id, to_table
+from dxlab.serving.schema import (
+    RequestError,
+    annotate_answer,
+    check_terms,
+    parse_annotate,
+    parse_body,
+    read_patient_notes,
+    request_id,
+    to_table,
+)
 
 log = logging.getLogger("dxlab.lambda")
 _STATE: dict = {}
@@ -47,6 +59,29 @@ def _scorer():
     return _STATE["scorer"]
 
 
+def _build_annotator():
+    from dxlab.text import Annotator
+
+    model, knowledge = os.environ.get("DXLAB_TEXT_MODEL"), os.environ.get("DXLAB_KNOWLEDGE_DIR")
+    try:
+        return Annotator.load(model) if model else Annotator(learn=False).fit(knowledge)
+    except (OSError, ValueError) as err:  # a missing or unreadable file: notes are refused, coded findings served
+        log.error("note annotator not built: %s", err)
+        raise RequestError(503, [{"loc": ["body"], "msg": "this deployment cannot read notes now (its annotator "
+                                  "could not be built): send the findings as HPO ids", "type": "notes_unavailable"}]
+                           ) from None
+
+
+def _notes():
+    """The note reader of this container (built at its first note), or None when it has nothing to build from."""
+    if "notes" not in _STATE:
+        from dxlab.data.notes import NoteReader
+
+        usable = os.environ.get("DXLAB_TEXT_MODEL") or os.environ.get("DXLAB_KNOWLEDGE_DIR")
+        _STATE["notes"] = NoteReader(factory=_build_annotator) if usable else None
+    return _STATE["notes"]
+
+
 def _response(status: int, body: dict) -> dict:
     return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
 
@@ -67,15 +102,24 @@ def handler(event: dict, context=None) -> dict:
         except ValueError:
             return _response(400, {"detail": [{"loc": ["body"], "msg": "body is not valid base64",
                                                "type": "base64_invalid"}]})
+    path = event.get("rawPath") or event.get("path") or ""
+    if path.rstrip("/").endswith("/v1/annotate"):
+        try:
+            return _response(200, annotate_answer(parse_annotate(body), _notes()))
+        except RequestError as err:
+            return _response(err.status, {"detail": err.detail})
     try:
         scorer = _scorer()
         patients, prefix = parse_body(body, int(os.environ.get("DXLAB_MAX_BATCH", 256)))
         check_terms(patients, scorer, prefix)
+        source = os.environ.get("DXLAB_SOURCE_NAME", "hpo_cohort")
+        table = to_table(patients, lambda pid: pseudonymise(pid, _STATE["key"], source))
+        table, read = read_patient_notes(table, patients, _notes(), prefix)
     except RequestError as err:
         return _response(err.status, {"detail": err.detail})
-    source = os.environ.get("DXLAB_SOURCE_NAME", "hpo_cohort")
-    table = to_table(patients, lambda pid: pseudonymise(pid, _STATE["key"], source))
     answers = scorer.answer(table)
+    for answer, mentions in zip(answers, read):
+        answer["findings_read"] = mentions
     log.info("request %s: %d patient(s) %s", request_id(), len(table), ",".join(p for p in table["patient_id"] if p))
     return _response(200, {"model": scorer.model_name, "model_version": scorer.model_version,
                            "predictions": answers})

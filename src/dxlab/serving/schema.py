@@ -1,7 +1,9 @@
 """Request and response schema of the prediction endpoint, shared by the FastAPI service and the Lambda handler.
 
-A request body is one patient, a JSON list of patients, or `{"patients": [...]}`. Every problem is reported with
-the field it concerns (`loc`, as FastAPI does) and never echoes the submitted values back.
+A request body is one patient, a JSON list of patients, or `{"patients": [...]}`. A patient has coded findings,
+a clinical note, or both: the note is read as ingest reads it (`dxlab.data.notes.read_notes`, mode merge) and the
+answer lists what was read, with spans (`findings_read`). Every problem is reported with the field it concerns
+(`loc`, as FastAPI does) and never echoes the submitted values back.
 """
 
 from __future__ import annotations
@@ -16,18 +18,27 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 TermId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:@\-]+$", min_length=1, max_length=64)]
+MAX_NOTE_CHARS = 100_000  # about 30 pages: a clinical note, not a record; longer ones are refused (422)
 
 
 class Patient(BaseModel):
-    """One patient: observed findings (HPO ids), excluded findings, demographics, optional measurements."""
+    """One patient: observed findings (HPO ids) and/or a clinical note, excluded findings, demographics, optional
+    measurements."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "patient_id": "P000123", "findings": ["HP:0001250", "HP:0001263"], "excluded": ["HP:0001627"],
-        "age": 4.0, "sex": "F", "family_history": False, "measurements": {"height_cm": 101.0}}]})
+        "age": 4.0, "sex": "F", "family_history": False, "measurements": {"height_cm": 101.0}}, {
+        "patient_id": "P000124", "age": 6.0, "sex": "M",
+        "note": "6-year-old boy, hypotonic since infancy, global developmental delay, two febrile seizures; "
+                "hearing normal, no cardiac murmur; his maternal uncle had intellectual disability."}]})
 
     patient_id: str | None = Field(None, min_length=1, max_length=128,
                                    description="the caller's id: answered and logged only as a keyed pseudonym")
-    findings: list[TermId] = Field(..., min_length=1, max_length=256, description="observed findings (HPO ids)")
+    findings: list[TermId] | None = Field(None, max_length=256, description="observed findings (HPO ids); at least "
+                                          "one, unless a note is given")
+    note: str | None = Field(None, max_length=MAX_NOTE_CHARS,
+                             description="free-text clinical note (English): its findings join the coded ones, "
+                                         "negated ones the excluded, relatives' findings never the patient's")
     excluded: list[TermId] = Field(default_factory=list, max_length=256,
                                    description="findings looked for and absent (HPO ids)")
     history: list[TermId] = Field(default_factory=list, max_length=128, description="medical history codes")
@@ -75,18 +86,58 @@ class Anomaly(BaseModel):
     flag: bool | None
 
 
+class FindingRead(BaseModel):
+    """One mention of an HPO term read in a note: text[start:end] is `text`."""
+
+    start: int = Field(description="character offset of the mention in the note")
+    end: int
+    text: str
+    hpo_id: str
+    name: str = Field("", description="the term's name")
+    assertion: Literal["present", "negated", "uncertain", "family"] = Field(
+        description="present: a finding; negated: excluded; uncertain: suspected, not used; family: a relative's")
+    relative: str | None = Field(None, description="for family mentions: the relative named")
+
+
+class FamilyFinding(BaseModel):
+    hpo_id: str
+    relative: str
+
+
 class Prediction(BaseModel):
     patient_id: str | None = Field(description="pseudonymised id (null when the request had none)")
     diagnoses: list[Diagnosis]
     probability_by_type: list[TypeProbability] = Field(default_factory=list)
     anomaly: Anomaly
     key_findings: list[KeyFinding]
+    findings_read: list[FindingRead] | None = Field(None, description="what was read in the note, with spans and "
+                                                    "assertions (null when the patient had no note)")
 
 
 class PredictResponse(BaseModel):
     model: str
     model_version: str
     predictions: list[Prediction]
+
+
+class AnnotateRequest(BaseModel):
+    """POST /v1/annotate: one text."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "text": "6-year-old boy, hypotonic since infancy, global developmental delay, two febrile seizures; hearing "
+                "normal, no cardiac murmur; his maternal uncle had intellectual disability."}]})
+
+    text: str = Field(..., min_length=1, max_length=MAX_NOTE_CHARS, description="free text (English)")
+
+
+class AnnotateResponse(BaseModel):
+    findings: list[str] = Field(description="HPO ids present in the patient")
+    excluded: list[str] = Field(description="HPO ids negated for the patient")
+    uncertain: list[str] = Field(description="HPO ids only suspected")
+    family: list[FamilyFinding] = Field(description="relatives' findings (never the patient's)")
+    family_history: bool | None = Field(description="true when a first-degree relative has a finding, else unknown")
+    mentions: list[FindingRead]
+    warnings: list[str] = Field(default_factory=list)
 
 
 class RequestError(Exception):
@@ -139,16 +190,39 @@ def parse_payload(payload: Any, max_batch: int) -> tuple[list[Patient], list[Any
             raise RequestError(413, [{"loc": ["body", *prefix], "msg": f"{len(payload)} patients in one request, "
                                       f"at most {max_batch} allowed", "type": "too_long"}])
         try:
-            return _PATIENTS.validate_python(payload), prefix
+            patients = _PATIENTS.validate_python(payload)
         except ValidationError as err:
             raise RequestError(422, _errors(err, prefix)) from None
+        return _something_to_read(patients, prefix), prefix
     if isinstance(payload, Mapping):
         try:
-            return [Patient.model_validate(payload)], None
+            patients = [Patient.model_validate(payload)]
         except ValidationError as err:
             raise RequestError(422, _errors(err, [])) from None
+        return _something_to_read(patients, None), None
     raise RequestError(422, [{"loc": ["body"], "msg": "expected a patient object, a list of patients or "
                               "{\"patients\": [...]}", "type": "model_type"}])
+
+
+def _loc(prefix: list[Any] | None, i: int, field: str) -> list[Any]:
+    return ["body", *([] if prefix is None else [*prefix, i]), field]
+
+
+def _something_to_read(patients: list[Patient], prefix: list[Any] | None) -> list[Patient]:
+    """422 for a patient with neither findings nor a note (what a patient needs to be scored at all)."""
+    from dxlab.data.notes import has_note
+
+    detail = []
+    for i, p in enumerate(patients):
+        if not p.findings and not has_note(p.note):
+            missing = p.findings is None
+            detail.append({"loc": _loc(prefix, i, "findings"),
+                           "msg": ("Field required" if missing else "List should have at least 1 item") +
+                                  ": send findings (HPO ids), a note, or both", "type": "missing" if missing
+                           else "too_short"})
+    if detail:
+        raise RequestError(422, detail)
+    return patients
 
 
 def check_terms(patients: Sequence[Patient], scorer, prefix: list[Any] | None) -> None:
@@ -156,9 +230,9 @@ def check_terms(patients: Sequence[Patient], scorer, prefix: list[Any] | None) -
     detail = []
     for i, p in enumerate(patients):
         for field in ("findings", "excluded"):
-            unknown = scorer.unknown_terms(getattr(p, field))
+            unknown = scorer.unknown_terms(getattr(p, field) or [])
             if unknown:
-                loc = ["body", *([] if prefix is None else [*prefix, i]), field]
+                loc = _loc(prefix, i, field)
                 detail.append({"loc": loc, "msg": f"unknown HPO id(s): {', '.join(unknown[:20])}",
                                "type": "unknown_term", "unknown": unknown[:20]})
     if detail:
@@ -171,13 +245,87 @@ def to_table(patients: Sequence[Patient], pseudonymise) -> pd.DataFrame:
     for p in patients:
         rows.append({
             "patient_id": pseudonymise(p.patient_id) if p.patient_id else "",
-            "findings": list(dict.fromkeys(p.findings)), "excluded": list(dict.fromkeys(p.excluded)),
+            "findings": list(dict.fromkeys(p.findings or [])), "excluded": list(dict.fromkeys(p.excluded)),
             "history": list(dict.fromkeys(p.history)),
             "age": np.nan if p.age is None else float(p.age), "sex": p.sex,
             "family_history": np.nan if p.family_history is None else float(p.family_history),
-            "measurements": dict(p.measurements), "note": "", "diagnosis": None,
+            "measurements": dict(p.measurements), "note": p.note or "", "diagnosis": None,
         })
     return pd.DataFrame(rows)
+
+
+NO_NOTES = "this service reads no notes (it has no annotator): send the findings as HPO ids"
+
+
+def read_patient_notes(table: pd.DataFrame, patients: Sequence[Patient], notes, prefix: list[Any] | None
+                       ) -> tuple[pd.DataFrame, list[list[dict] | None]]:
+    """The patients' notes read into their rows as ingest reads them (`dxlab.data.notes`, mode merge), and per
+    patient what was read (None for a patient without a note).
+
+    RequestError: 422 naming the note of a patient whose note cannot be read (binary, ...) or who is left with no
+    finding at all (a note naming none, or not in English, and no coded findings); 503 when the service has no
+    annotator (`notes` None) and a note was sent.
+    """
+    from dxlab.data.notes import has_note
+
+    with_note = [i for i, p in enumerate(patients) if has_note(p.note)]
+    if not with_note:
+        return table, [None] * len(patients)
+    if notes is None:
+        raise RequestError(503, [{"loc": _loc(prefix, i, "note"), "msg": NO_NOTES, "type": "notes_unavailable"}
+                                 for i in with_note])
+    done = notes.read(table, "merge")
+    unreadable = dict(done.problems)
+    detail = []
+    for i in with_note:
+        if i in unreadable:
+            detail.append({"loc": _loc(prefix, i, "note"), "msg": unreadable[i], "type": "note_unreadable"})
+        elif not done.table["findings"].iloc[i]:
+            detail.append({"loc": _loc(prefix, i, "note"), "msg": "no finding of the patient could be read from the "
+                           "note (notes are read as English) and no coded finding was given", "type": "no_findings"})
+    if detail:
+        raise RequestError(422, detail)
+    read = [done.table["note_mentions"].iloc[i] if i in with_note else None for i in range(len(patients))]
+    return done.table, read
+
+
+def parse_annotate(body: bytes | str) -> AnnotateRequest:
+    """JSON text -> the text to annotate, or RequestError (400 malformed JSON, 422 invalid)."""
+    try:
+        payload = json.loads(body) if body else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RequestError(400, [{"loc": ["body"], "msg": f"malformed JSON: {err.__class__.__name__} at "
+                                  f"position {getattr(err, 'pos', '?')}", "type": "json_invalid"}]) from None
+    if payload is None:
+        raise RequestError(422, [{"loc": ["body"], "msg": 'empty body: send {"text": "..."}', "type": "missing"}])
+    try:
+        request = AnnotateRequest.model_validate(payload)
+    except ValidationError as err:
+        raise RequestError(422, _errors(err, [])) from None
+    if not request.text.strip():
+        raise RequestError(422, [{"loc": ["body", "text"], "msg": "the text is blank: nothing to read",
+                                  "type": "too_short"}])
+    return request
+
+
+def annotate_answer(request: AnnotateRequest, notes) -> dict:
+    """What POST /v1/annotate answers: the mentions and the patient fields they make (as `dxlab annotate` writes
+    them), or RequestError (422 unreadable text, 503 no annotator)."""
+    from dxlab.data.notes import mention_record
+    from dxlab.text import TextError, patient_fields
+
+    if notes is None:
+        raise RequestError(503, [{"loc": ["body", "text"], "msg": NO_NOTES, "type": "notes_unavailable"}])
+    try:
+        mentions = notes.annotator.annotate(request.text)
+    except TextError as err:
+        raise RequestError(422, [{"loc": ["body", "text"], "msg": f"text cannot be read: {err}",
+                                  "type": "note_unreadable"}]) from None
+    fields = patient_fields(mentions)
+    warnings = [] if mentions else ["no HPO term was found in the text (only English is read)"]
+    return {"findings": fields["findings"], "excluded": fields["excluded"], "uncertain": fields["uncertain"],
+            "family": fields["family"], "family_history": True if fields["family_history"] == 1.0 else None,
+            "mentions": [mention_record(m) for m in mentions], "warnings": warnings}
 
 
 def request_id() -> str:

@@ -16,6 +16,7 @@ Where the model comes from (`resolve_model`):
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -344,7 +345,8 @@ class Scorer:
 
     def score(self, patients: pd.DataFrame) -> pd.DataFrame:
         """The scored table: patient_id, where the row came from (when known), model, top-k with names, anomaly,
-        the findings that weighed most for the first disease."""
+        the findings that weighed most for the first disease, and what was read in the note (`findings_read`,
+        JSON) when the rows carry `note_mentions`."""
         from dxlab.data.preprocess import coerce_patients
 
         patients = coerce_patients(patients.reset_index(drop=True))
@@ -369,6 +371,9 @@ class Scorer:
                                               top_p[:, 0] if k else np.empty(0), index[:, 0] if k else None)
         out["key_findings"] = findings
         out["key_finding_weights"] = weights
+        if "note_mentions" in patients:  # what was read in each note, with spans (JSON: one column type per file)
+            out["findings_read"] = [json.dumps(m if isinstance(m, list) else [], ensure_ascii=False)
+                                    for m in patients["note_mentions"]]
         if "diagnosis" in patients:  # a label that arrived with the batch (monitoring measures performance)
             out["diagnosis"] = patients["diagnosis"].to_numpy()
         return pd.DataFrame(out)

@@ -3,7 +3,9 @@
 Each patient of a disease gets findings sampled with the annotated frequencies, then the things that make real
 records hard: omissions, imprecise (ancestor) terms, unrelated background findings, explicitly excluded findings,
 missing demographics. Age follows the onset annotation, sex the sex-specific annotations and X-linked
-inheritance, family history the mode of inheritance. Everything is drawn from one seeded generator.
+inheritance, family history the mode of inheritance. Each patient has a clinical note in a clinician's words
+(`NoteWriter`): synonyms and lay words, negations, relatives, and some findings nowhere else. Everything is drawn
+from the seed: the coded fields from one generator, each note from its own.
 """
 
 from __future__ import annotations
@@ -51,13 +53,17 @@ class SimulatorConfig:
     n_days: int = 30
     start_date: str = "2025-01-01"
     bad_row_rate: float = 0.003
+    note_synonym_rate: float = 0.75  # a finding written with one of its synonyms rather than its label
+    note_coverage: float = 0.85      # a coded finding (or excluded finding) also written in the note
+    note_only_rate: float = 0.0      # a finding written in the note only, not coded (obligate ones and one other
+                                     # stay coded); conf/data/hpo_cohort.yaml sets it for the embedded cohort
     seed: int = 42
 
 
 @dataclass
 class Cohort:
     panel: pd.DataFrame  # disease_id, name, primary_system, target_patients
-    patients: pd.DataFrame  # RAW_COLUMNS plus day and the injected defect (if any)
+    patients: pd.DataFrame  # RAW_COLUMNS plus day, the findings written only in the note and the injected defect
 
 
 def select_panel(knowledge: Knowledge, cfg: SimulatorConfig, rng: np.random.Generator) -> pd.DataFrame:
@@ -176,17 +182,120 @@ def _growth(age: float, sex: str, findings: set[str], rng: np.random.Generator) 
     return round(float(height), 1), round(float(weight), 1)
 
 
+# -- the clinical note ---------------------------------------------------------------------------------------
+# A note is what a clinician writes, not a list of term labels: findings in the words of the knowledge's synonyms
+# (lay words among them: "low muscle tone", "spider fingers"), excluded findings as negations, family history as
+# sentences about relatives, and some findings written nowhere else (`simulate_patients` leaves them out of the coded
+# findings). Reading it back is the job of dxlab.text; the simulator only writes.
+_OPENINGS = ("presenting with {}", "referred for {}", "seen for {}", "evaluated for {}", "brought in with {}")
+_FINDINGS = ("On examination, {}.", "{Pron} also has {}.", "Notable for {}.", "There is {}.", "Also noted: {}.",
+             "Examination shows {}.")
+_NEGATIONS = ("No {}.", "Without {}.", "Negative for {}.", "No evidence of {}.", "{Cap} was ruled out.",
+              "Denies {}.")
+_FIRST_DEGREE = ("mother", "father", "brother", "sister")
+_FAMILY = ("{Poss} {relative} has {}.", "Family history: {relative} with {}.",
+           "{Poss} {relative} is similarly affected, with {}.")
+_SECOND_DEGREE = ("maternal uncle", "paternal aunt", "maternal grandmother", "paternal grandfather", "cousin")
+
+
+def _surface(name: str) -> str:
+    """A term name as running text: lower case, abbreviations ("GDD", "IgA") kept as written."""
+    return " ".join(w if sum(c.isupper() for c in w) >= 2 else w.lower() for w in name.split())
+
+
+def _writable(synonym: str, label: str) -> bool:
+    """Synonyms a clinician might write: no bracketed qualifiers, inverted forms ("delay, global") or numbers."""
+    return (synonym.lower() != label.lower() and len(synonym) <= 60 and len(synonym.split()) <= 6
+            and not any(c in synonym for c in "(),/[];:0123456789") and "percentile" not in synonym.lower())
+
+
+def _join(phrases: list[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+class NoteWriter:
+    """Writes a patient's note from the knowledge's names and synonyms (built once per knowledge and reused)."""
+
+    def __init__(self, knowledge: Knowledge):
+        self.names = knowledge.term_names
+        self.synonyms = dict(zip(knowledge.terms["id"], knowledge.terms["synonyms"]))
+        # a synonym that is another term's name ("central hypotonia" among Hypotonia's) names that other term
+        self.labels = {name.lower() for name in self.names.values()}
+        self._forms: dict[str, tuple[list[str], list[float]]] = {}
+
+    @classmethod
+    def of(cls, knowledge: Knowledge) -> "NoteWriter":
+        writer = knowledge._cache.get("note_writer")
+        if writer is None:
+            writer = knowledge._cache["note_writer"] = cls(knowledge)
+        return writer
+
+    def forms(self, term: str) -> tuple[list[str], list[float]]:
+        """The synonyms a note may use for a term, lay ones (no word shared with the label) weighted twice."""
+        if term not in self._forms:
+            label = self.names.get(term, term)
+            label_words = set(label.lower().split())
+            synonyms = [s for s in dict.fromkeys(self.synonyms.get(term, ()))
+                        if _writable(s, label) and s.lower() not in self.labels]
+            weights = [2.0 if not label_words & set(s.lower().split()) else 1.0 for s in synonyms]
+            self._forms[term] = (synonyms, weights)
+        return self._forms[term]
+
+    def phrase(self, term: str, rng: np.random.Generator, synonym_rate: float) -> str:
+        synonyms, weights = self.forms(term)
+        if synonyms and rng.random() < synonym_rate:
+            p = np.asarray(weights) / sum(weights)
+            return _surface(synonyms[int(rng.choice(len(synonyms), p=p))])
+        return _surface(self.names.get(term, term))
+
+    def write(self, age: float, sex: str | None, findings, excluded, family: float, rng: np.random.Generator,
+              synonym_rate: float = 0.75, coverage: float = 0.85, note_only=(), background=()) -> str:
+        """The note. Each finding (and excluded finding) is written with chance `coverage`, those of `note_only`
+        always; `family` 1.0 adds a first-degree relative with one of the patient's findings; `background` offers
+        findings for a second-degree relative now and then (a relative's finding, never the patient's)."""
+        pron, poss = {"F": ("she", "her"), "M": ("he", "his")}.get(sex or "", ("the patient", "their"))
+        who = {"F": "girl" if age < 16 else "woman", "M": "boy" if age < 16 else "man"}.get(sex or "", "patient")
+        age_text = "Infant" if age < 1 else f"{int(age)}-year-old"
+        note_only = set(note_only)
+        written = [t for t in findings if t in note_only or rng.random() < coverage] or list(findings)[:1]
+        phrases = [self.phrase(t, rng, synonym_rate) for t in rng.permutation(np.asarray(written, dtype=object))]
+        opening = _OPENINGS[int(rng.integers(len(_OPENINGS)))]
+        k = min(len(phrases), int(rng.integers(1, 4)))
+        sentences = [f"{age_text} {who} " + opening.format(_join(phrases[:k]) if k else "unspecified complaints") + "."]
+        while k < len(phrases):
+            n = min(len(phrases) - k, int(rng.integers(1, 4)))
+            template = _FINDINGS[int(rng.integers(len(_FINDINGS)))]
+            sentences.append(_sentence(template, _join(phrases[k:k + n]), pron, poss))
+            k += n
+        for term in excluded:
+            if rng.random() < coverage:
+                template = _NEGATIONS[int(rng.integers(len(_NEGATIONS) - (age < 12)))]  # children do not "deny"
+                sentences.append(_sentence(template, self.phrase(term, rng, synonym_rate), pron, poss))
+        if family == 1.0 and len(findings):
+            relative = _FIRST_DEGREE[int(rng.integers(len(_FIRST_DEGREE)))]
+            shared = self.phrase(str(rng.choice(np.asarray(list(findings), dtype=object))), rng, synonym_rate)
+            template = _FAMILY[int(rng.integers(len(_FAMILY)))]
+            sentences.append(_sentence(template, shared, pron, poss, relative=relative))
+        elif len(background) and rng.random() < 0.2:
+            relative = _SECOND_DEGREE[int(rng.integers(len(_SECOND_DEGREE)))]
+            other = self.phrase(str(background[int(rng.integers(len(background)))]), rng, synonym_rate)
+            sentences.append(f"A {relative} had {other}.")
+        elif rng.random() < 0.3:
+            sentences.append("Family history is unremarkable.")
+        return " ".join(sentences)
+
+
+def _sentence(template: str, text: str, pron: str, poss: str, relative: str = "") -> str:
+    out = template.replace("{Pron}", pron.capitalize()).replace("{Poss}", poss.capitalize())
+    out = out.replace("{relative}", relative).replace("{Cap}", text[:1].upper() + text[1:])
+    out = out.replace("{}", text)
+    return out[:1].upper() + out[1:]
+
+
 def _note(age: float, sex: str, findings: list[str], excluded: list[str], family: float,
-          knowledge: Knowledge, rng: np.random.Generator) -> str:
-    who = {"F": "girl" if age < 16 else "woman", "M": "boy" if age < 16 else "man"}.get(sex, "patient")
-    age_text = "infant" if age < 1 else f"{int(age)}-year-old"
-    names = [knowledge.term_names.get(t, t).lower() for t in list(rng.permutation(findings))[:3]]
-    text = f"{age_text} {who} presenting with " + (", ".join(names) if names else "unspecified complaints") + "."
-    if excluded:
-        text += f" No {knowledge.term_names.get(excluded[0], excluded[0]).lower()}."
-    if family == 1.0:
-        text += " A first-degree relative is similarly affected."
-    return text
+          knowledge: Knowledge, rng: np.random.Generator, **options) -> str:
+    """A patient's note (see NoteWriter.write for the options)."""
+    return NoteWriter.of(knowledge).write(age, sex, findings, excluded, family, rng, **options)
 
 
 SEX_NAME = {"F": "FEMALE", "M": "MALE"}
@@ -244,7 +353,19 @@ def simulate_patients(knowledge: Knowledge, cfg: SimulatorConfig) -> Cohort:
             draw = context.draw(disease_id, cfg, knowledge, rng)
             sex, age, findings, excluded = draw["sex"], draw["age"], draw["findings"], draw["excluded"]
             family, history, height, weight = draw["family"], draw["history"], draw["height"], draw["weight"]
-            note = _note(age, sex, findings, excluded, family, knowledge, rng)
+            # the note has a generator of its own: the coded fields stay what the same seed always drew
+            note_rng = np.random.default_rng([cfg.seed, serial])
+            # obligate findings stay coded, as they escape omissions: every record of the disease shows them
+            obligate = set(context.models[disease_id].terms[context.models[disease_id].freq >= 1.0])
+            only = (note_rng.random(len(findings)) < cfg.note_only_rate) & np.array(
+                [t not in obligate for t in findings], dtype=bool)
+            if len(findings) and only.all():
+                only[int(note_rng.integers(len(findings)))] = False
+            note_only = [t for t, o in zip(findings, only) if o]
+            findings = [t for t, o in zip(findings, only) if not o]
+            note = _note(age, sex, findings + note_only, excluded, family, knowledge, note_rng,
+                         synonym_rate=cfg.note_synonym_rate, coverage=cfg.note_coverage, note_only=note_only,
+                         background=context.bg_terms)
             rows.append({
                 "patient_id": f"P{serial:06d}",
                 "age": round(age, 1) if rng.random() >= cfg.missing_age_rate else None,
@@ -257,6 +378,7 @@ def simulate_patients(knowledge: Knowledge, cfg: SimulatorConfig) -> Cohort:
                 "weight_kg": weight if rng.random() >= cfg.missing_measurements_rate else None,
                 "note": note,
                 "diagnosis": disease_id,
+                "note_only_findings": ";".join(note_only),
                 "defect": "",
             })
     patients = pd.DataFrame(rows)

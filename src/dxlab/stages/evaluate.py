@@ -89,8 +89,12 @@ def run(cfg: DictConfig) -> dict:
                          for line, m in results[spec.name].items()})
     examples = cfg.evaluate.get("examples")
     if examples:
-        answer_examples(load_model(cfg.paths.models, cfg.model.name), OmegaConf.to_container(examples),
-                        reports / "evaluation")
+        served = load_model(cfg.paths.models, cfg.model.name)
+        if hasattr(served, "explain"):  # the diagnostic model: what the API would answer
+            answer_examples(served, OmegaConf.to_container(examples), reports / "evaluation")
+        else:
+            log.info("no example answers: %s does not explain its ranking (the diagnostic model does)",
+                     cfg.model.name)
     write_json(results, reports / "metrics.json")
     table = lines_table(results)
     (reports / "metrics.md").write_text(table + "\n")

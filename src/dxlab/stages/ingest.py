@@ -1,7 +1,9 @@
 """Stage `ingest`: every file of every configured source into the one canonical table, ids pseudonymised.
 
 A source marked `required: false` whose files are missing (the shared case reports on a machine without them) is
-left out, and the run says so: the stage's metrics list what was read from each source.
+left out, and the run says so: the stage's metrics list what was read from each source. Clinical notes are read
+into findings, excluded findings and family history as each source's `notes.mode` says (`dxlab.data.notes`); a
+note that cannot be read is a parse issue of its row (field `note`), which validate quarantines.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
+from dxlab.data.notes import NoteReader, note_reader
 from dxlab.data.pseudonym import load_key, pseudonymise, pseudonymise_group
 from dxlab.data.schema import ISSUE_COLUMNS, IngestResult, empty_table, to_parquet
 from dxlab.data.sources import source_specs
@@ -20,14 +23,21 @@ from dxlab.stages._runner import main_for, write_json
 log = logging.getLogger(__name__)
 
 
-def ingest(source, key: bytes) -> IngestResult:
-    """One source's files -> canonical rows; patient ids (and patient-level groups) become keyed pseudonyms."""
+def ingest(source, key: bytes, notes: NoteReader | None = None, notes_mode: str = "merge",
+           note_counts: dict | None = None) -> IngestResult:
+    """One source's files -> canonical rows, notes read (when a reader is given); patient ids (and patient-level
+    groups) become keyed pseudonyms. `note_counts` (if given) adds up what was read."""
     tables, issues = [], []
     files = source.files()
     if not files:
         raise FileNotFoundError(f"source {source.name!r}: no input files found under {source.path}")
     for path in files:
         result = source.read_file(path)
+        if notes is not None:
+            result, counts = notes.read_result(result, notes_mode)
+            for k, v in counts.items():
+                if note_counts is not None:
+                    note_counts[k] = note_counts.get(k, 0) + v
         raw_ids = result.table["patient_id"].astype(str)
         pseudo = [pseudonymise(pid, key, source.name) for pid in raw_ids]
         by_row = dict(zip(result.table["source_row"], pseudo))
@@ -46,6 +56,8 @@ def ingest(source, key: bytes) -> IngestResult:
 
 def run(cfg: DictConfig) -> dict:
     key = load_key(Path(cfg.paths.interim).parent / ".pseudonym_key")
+    # notes become HPO findings: a source of other codes (DDXPlus evidences) has its notes left as they are
+    notes = note_reader(cfg) if cfg.data.get("vocabulary", "hpo") == "hpo" else None
     tables, issues, by_source = [], [], {}
     for spec in source_specs(cfg):
         found, why = spec.available()
@@ -56,11 +68,13 @@ def run(cfg: DictConfig) -> dict:
             print(f"ingest: source {spec.name!r} not found ({why}): training without it")
             by_source[spec.name] = {"n_rows": 0, "n_files": 0, "status": f"missing: {why}"}
             continue
-        result = ingest(spec.adapter, key)
+        note_counts: dict = {}
+        result = ingest(spec.adapter, key, notes, spec.notes if notes is not None else "ignore", note_counts)
         tables.append(result.table)
         issues.extend(result.issues)
         by_source[spec.name] = {"n_rows": int(len(result.table)), "n_files": int(result.table["source_file"].nunique()),
-                                "n_parse_issues": len(result.issues), "status": "read"}
+                                "n_parse_issues": len(result.issues), "status": "read",
+                                "notes": {"mode": spec.notes if notes is not None else "ignore", **note_counts}}
         log.info("ingested %s: %d rows from %d files (%d parse issues)", spec.name, len(result.table),
                  by_source[spec.name]["n_files"], len(result.issues))
     if not tables:
@@ -71,10 +85,18 @@ def run(cfg: DictConfig) -> dict:
     to_parquet(table, out / "ingested.parquet")
     pd.DataFrame([i.as_dict() for i in issues], columns=ISSUE_COLUMNS).to_csv(out / "ingest_issues.csv", index=False)
     metrics = {"n_rows": int(len(table)), "n_parse_issues": len(issues), "sources": by_source}
-    print("ingest: " + "; ".join(f"{name}: {m['n_rows']:,} rows" if m["status"] == "read" else f"{name}: not read"
-                                 for name, m in by_source.items()))
+    print("ingest: " + "; ".join(f"{name}: {m['n_rows']:,} rows{_notes_line(m['notes'])}" if m["status"] == "read"
+                                 else f"{name}: not read" for name, m in by_source.items()))
     write_json(metrics, Path(cfg.paths.reports) / "stages" / "ingest.json")
     return metrics
+
+
+def _notes_line(counts: dict) -> str:
+    if not counts.get("notes"):
+        return ""
+    bad = f", {counts['notes_unreadable']:,} unreadable (quarantined)" if counts.get("notes_unreadable") else ""
+    return (f" ({counts['notes_read']:,} notes read ({counts['mode']}): {counts['findings_added']:,} findings and "
+            f"{counts['excluded_added']:,} excluded findings added{bad})")
 
 
 def main() -> None:

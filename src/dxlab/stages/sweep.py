@@ -61,7 +61,8 @@ def run_member(cfg: DictConfig, out_dir: Path) -> dict:
             result = stage.run(cfg)
         if grouped:
             result = grouped_member(cfg)
-        log_metrics({m: {line: metrics["overall"] for line, metrics in by_line.items()}
+        # the evaluate stage returns each line's overall metrics, a grouped member the whole metrics
+        log_metrics({m: {line: metrics.get("overall", metrics) for line, metrics in by_line.items()}
                      for m, by_line in result.items()})
     OmegaConf.save(cfg, out_dir / "config.yaml")
     return result

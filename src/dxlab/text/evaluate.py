@@ -7,13 +7,17 @@ folds. Dictionary-only configurations learn nothing and need no folds. The offic
 (`../shared/tools/text_eval.py GOLD PRED --obo HP_OBO`, document-level micro P/R/F1 of observed ids) scores the
 prediction files, which are written outside the repository (they quote the corpora's words). The report adds an
 ablation, errors by kind, assertion counts, speed and memory (measured in fresh processes), and for the OMIM texts
-the rank of each text's disease from the findings read against the rank from the gold findings.
+the rank of each text's disease from the findings read against the rank from the gold findings. The corpora are read
+in place; a corpus that is not there is left out and listed (`corpora` in metrics.json, with the digest of each one
+read), and without any corpus or the scorer the run writes that it scored nothing and succeeds. The DVC stage
+`text_eval` (`python -m dxlab.stages.text_eval`) runs the same `run` on the `text` group of params.yaml.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import os
 import subprocess
@@ -264,13 +268,18 @@ def run(cfg) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     obo = _path(root, ev.obo) if ev.get("obo") else hpo_data_dir() / "hp.obo"
     scorer = _path(root, ev.scorer)
+    found = corpora_status(root, ev)
+    present = {name: ev.corpora[name] for name, c in found.items() if c["status"] == "read"}
+    if not present or not scorer.exists():
+        return _nothing_to_score(out_dir, found, scorer)
     knowledge_dir = _path(root, cfg.annotator.knowledge_dir)
     knowledge = Knowledge.load(knowledge_dir)
-    corpora = {name: read_corpus(_path(root, path)) for name, path in ev.corpora.items()}
+    corpora = {name: read_corpus(_path(root, path)) for name, path in present.items()}
     base_params = OmegaConf.to_container(cfg.annotator, resolve=True)
     base_params.pop("_target_", None)
     base_params.pop("knowledge_dir", None)
-    metrics: dict = {"protocol": _protocol(ev), "anchors": OmegaConf.to_container(ev.anchors), "ablation": {}}
+    metrics: dict = {"protocol": _protocol(ev), "anchors": OmegaConf.to_container(ev.anchors), "corpora": found,
+                     "ablation": {}}
     pred_dir = Path(ev.predictions) if ev.get("predictions") else Path(tempfile.mkdtemp(prefix="dxlab-text-"))
     final = None
     for step, overrides in ABLATION.items():
@@ -285,7 +294,7 @@ def run(cfg) -> dict:
             with open(pred, "w") as fh:
                 for line in prediction_lines(docs, mentions[name]):
                     fh.write(json.dumps(line) + "\n")
-            metrics["ablation"][step][name] = official_score(scorer, _path(root, ev.corpora[name]), pred, obo)
+            metrics["ablation"][step][name] = official_score(scorer, _path(root, present[name]), pred, obo)
         final = (base, mentions, pred_dir)
     base, mentions, pred_dir = final
     # every mention whatever its assertion: the view of tools without assertions (FastHPOCR has no negation)
@@ -297,18 +306,58 @@ def run(cfg) -> dict:
             for doc, ms in zip(docs, mentions[name]):
                 ids = list(dict.fromkeys(m.hpo_id for m in ms))
                 fh.write(json.dumps({"doc_id": doc["doc_id"], "findings": ids, "excluded": []}) + "\n")
-        metrics["every_mention"][name] = official_score(scorer, _path(root, ev.corpora[name]), pred, obo)
+        metrics["every_mention"][name] = official_score(scorer, _path(root, present[name]), pred, obo)
     metrics["errors"] = {name: error_kinds(docs, mentions[name], base) for name, docs in corpora.items()}
     metrics["assertions"] = {name: assertion_counts(mentions[name]) for name in corpora}
-    if ev.get("end_to_end"):
+    if ev.get("end_to_end") and ev.end_to_end in corpora:
         metrics["end_to_end"] = end_to_end(knowledge, corpora[ev.end_to_end], mentions[ev.end_to_end], base)
     texts = [d["text"] for docs in corpora.values() for d in docs]
     metrics["speed_memory"] = speed_and_memory(base_params, str(knowledge_dir),
-                                               [str(_path(root, p)) for p in ev.corpora.values()], texts)
+                                               [str(_path(root, p)) for p in present.values()], texts)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out_dir / "speed_memory.json").write_text(json.dumps(metrics["speed_memory"], indent=2) + "\n")
     (out_dir / "report.md").write_text(render(metrics))
     return metrics
+
+
+def corpora_status(root: Path, ev) -> dict:
+    """Per configured corpus: its path, and whether it was found (with its documents and sha256) or is missing."""
+    out = {}
+    for name, path in ev.corpora.items():
+        full = _path(root, path)
+        if not full.exists():
+            out[name] = {"path": str(path), "status": "missing"}
+            continue
+        data = full.read_bytes()
+        out[name] = {"path": str(path), "status": "read", "documents": sum(1 for line in data.splitlines()
+                                                                         if line.strip()),
+                     "sha256": hashlib.sha256(data).hexdigest()}
+    return out
+
+
+def _nothing_to_score(out_dir: Path, found: dict, scorer: Path) -> dict:
+    """No corpus, or no scorer: say so in every output (the run succeeds, as ingest without the case reports)."""
+    if any(c["status"] == "read" for c in found.values()):
+        why = f"the scorer {scorer} was not found"
+    else:
+        why = "no annotated corpus found (" + ", ".join(c["path"] for c in found.values()) + ")"
+    metrics = {"status": f"skipped: {why}", "corpora": found}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out_dir / "speed_memory.json").write_text(json.dumps({"status": metrics["status"]}, indent=2) + "\n")
+    (out_dir / "report.md").write_text("# Concept recognition: free text -> HPO findings\n\nNot scored: "
+                                       f"{why}. The annotated corpora are read in place from `../shared/data/text` "
+                                       "(see conf/text/default.yaml, `evaluate.corpora`).\n")
+    print(f"text evaluation skipped: {why}")
+    return metrics
+
+
+def headline(metrics: dict) -> dict:
+    """Precision, recall and F1 per corpus of the final configuration (what MLflow records); empty when skipped."""
+    if not metrics.get("ablation"):
+        return {}
+    final = list(metrics["ablation"])[-1]
+    return {f"{name}/{k}": s[k] for name, s in metrics["ablation"][final].items() if name != "seconds"
+            for k in ("precision", "recall", "f1") if k in s}
 
 
 def _protocol(ev) -> dict:
@@ -419,6 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.overrides:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(args.overrides)))
     metrics = run(cfg)
+    if not metrics.get("ablation"):
+        return 0
     final = list(metrics["ablation"])[-1]
     for name, s in metrics["ablation"][final].items():
         if name != "seconds":

@@ -3,8 +3,9 @@
 `data.sources` names every labelled source of the run; each entry has its adapter (`source`, a `_target_` of this
 package) and how its rows are handled: `labelled` (a missing diagnosis is a bad row), `require_known_diagnosis`
 (the diagnosis must be a disease the knowledge annotates), `evaluation` (`holdout`: a stratified test split;
-`grouped`: every row trains and folds grouped by `group_id` evaluate) and `required` (a missing file stops the
-run, or the run goes on without the source and says so). `data.feed` names the source whose files the production
+`grouped`: every row trains and folds grouped by `group_id` evaluate), `required` (a missing file stops the
+run, or the run goes on without the source and says so) and `notes.mode` (how the rows' clinical notes are read:
+merge | replace | ignore, see `dxlab.data.notes`; default merge). `data.feed` names the source whose files the production
 path reads (batch prediction, monitoring, retraining).
 """
 
@@ -24,6 +25,7 @@ class SourceSpec:
     require_known_diagnosis: bool = True
     evaluation: str = "holdout"
     required: bool = True
+    notes: str = "merge"  # how the `note` column is read (dxlab.data.notes.NOTE_MODES)
 
     def available(self) -> tuple[bool, str]:
         """(files found, why not); an adapter whose path is missing raises FileNotFoundError on files()."""
@@ -38,6 +40,8 @@ def source_specs(cfg) -> list[SourceSpec]:
     """The configured sources, adapters instantiated, in config order."""
     from hydra.utils import instantiate
 
+    from dxlab.data.notes import source_note_mode
+
     specs = []
     for name, entry in cfg.data.sources.items():
         evaluation = str(entry.get("evaluation", "holdout"))
@@ -47,7 +51,7 @@ def source_specs(cfg) -> list[SourceSpec]:
         adapter.name = str(name)  # rows carry the config's name of their source
         specs.append(SourceSpec(str(name), adapter, bool(entry.get("labelled", True)),
                                 bool(entry.get("require_known_diagnosis", True)), evaluation,
-                                bool(entry.get("required", True))))
+                                bool(entry.get("required", True)), source_note_mode(entry)))
     return specs
 
 
