@@ -461,7 +461,8 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
 
 
 def knowledge_version(knowledge_dir: str | Path) -> str:
-    """The HPO release of the knowledge tables and a digest of their content, e.g. 'hp/2025-01-16 sha256:1a2b..'."""
+    """The HPO releases the knowledge tables were merged from and a digest of their content, e.g.
+    'HPO 2025-01-16 + 2025-11-24 sha256:1a2b..'."""
     directory = Path(knowledge_dir)
     digest = hashlib.sha256()
     for name in ("terms", "aliases", "annotations", "diseases"):
@@ -469,7 +470,11 @@ def knowledge_version(knowledge_dir: str | Path) -> str:
         if path.exists():
             digest.update(path.read_bytes())
     release = ""
-    meta = directory / "release.txt"
-    if meta.exists():
-        release = meta.read_text().strip()
+    annotations = directory / "annotations.parquet"
+    if annotations.exists():
+        import pyarrow.parquet as pq
+
+        if "release" in pq.read_schema(annotations).names:  # every annotation row names its release (issue 15)
+            releases = pq.read_table(annotations, columns=["release"]).column("release").unique().to_pylist()
+            release = "HPO " + " + ".join(sorted(str(r) for r in releases if r))
     return f"{release or 'hpo'} sha256:{digest.hexdigest()[:16]}"
