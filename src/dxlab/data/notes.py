@@ -9,8 +9,11 @@ mentions of HPO terms with their assertion, and
 - mode `merge` adds the note's findings (present for the patient) and excluded findings (negated) to the coded ones;
   `replace` takes them from the note alone (rows without a note keep their coded ones); `ignore` reads nothing.
   Coded values win a conflict (a coded finding the note negates stays a finding, and the note's negation is
-  dropped); uncertain mentions and relatives' findings never become findings; only terms of the configured branches
-  (default: phenotypic abnormalities, not modes of inheritance or onset) become findings;
+  dropped; a finding read below a coded excluded one is dropped); a negation of a finding's ancestor ("no seizures"
+  beside febrile seizures) contradicts it and is dropped; a finding read that is an ancestor of another finding
+  (coded or read) is implied by it and not added; uncertain mentions and relatives' findings never become
+  findings; only terms of the configured branches (default: phenotypic abnormalities, not modes of inheritance or
+  onset) become findings;
 - family history: when the coded value is unknown, 1.0 if the note gives a first-degree relative a finding.
 
 A note the annotator cannot read (binary, too long: `TextError`) is a problem of that row, returned with its
@@ -109,14 +112,17 @@ def read_notes(table: pd.DataFrame, annotator, mode: str = DEFAULT_MODE,
         mentions_col[i] = [mention_record(m) for m in mentions]
         read = patient_fields(mentions)
         present = [t for t in read["findings"] if in_branches(t)]
+        present = most_specific(present, [*present, *([] if mode == "replace" else findings[i])], ancestors)
         negated = [t for t in read["excluded"] if in_branches(t)]
         coded_findings, coded_excluded = set(findings[i]), set(excluded[i])
         if mode == "replace":
-            findings[i], excluded[i] = present, [t for t in negated if t not in present]
+            findings[i] = present
+            excluded[i] = [t for t in negated if not implied_by(t, present, ancestors)]
         else:
-            findings[i] = findings[i] + [t for t in present if t not in coded_findings and t not in coded_excluded]
-            kept = set(findings[i])
-            excluded[i] = excluded[i] + [t for t in negated if t not in kept and t not in coded_excluded]
+            findings[i] = findings[i] + [t for t in present if t not in coded_findings
+                                         and not excluded_above(t, coded_excluded, ancestors)]
+            excluded[i] = excluded[i] + [t for t in negated if t not in coded_excluded
+                                         and not implied_by(t, findings[i], ancestors)]
         counts["findings_added"] += len(set(findings[i]) - coded_findings)
         counts["excluded_added"] += len(set(excluded[i]) - coded_excluded)
         if not (family[i] == family[i]) and read["family_history"] == 1.0:  # unknown -> a relative is affected
@@ -127,6 +133,24 @@ def read_notes(table: pd.DataFrame, annotator, mode: str = DEFAULT_MODE,
     out["family_history"] = [float(v) for v in family]
     out["note_mentions"] = mentions_col
     return NotesRead(out, problems, counts)
+
+
+def most_specific(terms, among, ancestors) -> list[str]:
+    """The terms that are no ancestor of another term of `among`: "seizures" beside "febrile seizures" (coded or read)
+    says nothing more, and would count the same evidence twice in the likelihood."""
+    return [t for t in terms if not any(t != o and t in ancestors.get(o, ()) for o in among)]
+
+
+def implied_by(term: str, findings, ancestors) -> bool:
+    """A negation the findings contradict: the term is one of them or an ancestor of one ("no seizures" beside
+    febrile seizures is a misreading, not a fact: the note's negation is dropped; a narrower negation stays)."""
+    return any(term == f or term in ancestors.get(f, ()) for f in findings)
+
+
+def excluded_above(term: str, excluded, ancestors) -> bool:
+    """A finding read in the note that a coded excluded finding rules out (the term or one of its ancestors)."""
+    found = ancestors.get(term, ())
+    return any(e == term or e in found for e in excluded)
 
 
 class NoteReader:

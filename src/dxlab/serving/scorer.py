@@ -263,6 +263,7 @@ class Scorer:
         self.explain = explain
         self.n_explain = int(n_explain)
         self.max_explain_findings = int(max_explain_findings)
+        self.knowledge_dir = knowledge_dir  # the tables the API's autocomplete reads (GET /v1/terms)
         self.vocabulary = term_vocabulary(handle.model, knowledge_dir)
         self.profiles = (knowledge_profiles(handle.model, handle.classes, knowledge_dir)
                          if explain == "knowledge" else None)
@@ -494,7 +495,8 @@ class Scorer:
         if not owner:
             return names, values
         table = patients.iloc[owner].reset_index(drop=True).copy()
-        table["findings"] = [[t for t in patients.at[i, "findings"] if t != term] for i, term in zip(owner, dropped)]
+        listed = list(patients["findings"])
+        table["findings"] = [[t for t in listed[i] if t != term] for i, term in zip(owner, dropped)]
         cols = np.array([col_of[str(top_disease[i])] for i in owner])
         proba = self.predict_proba(table)
         drop = top_probability[np.asarray(owner)] - proba[np.arange(len(table)), cols]
@@ -505,7 +507,7 @@ class Scorer:
             scored.sort(key=lambda x: -x[0])
             top = [(d, t) for d, t in scored if d > 0][: self.n_explain]
             names[i] = [t for _, t in top]
-            values[i] = [round(d, 4) for d, _ in top]
+            values[i] = [float(f"{d:.3g}") for d, _ in top]  # significant digits: a small drop stays positive
         return names, values
 
 
