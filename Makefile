@@ -12,7 +12,7 @@ export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING := false
 # (pipefail keeps pip's exit status; the braces stop grep's "nothing left" status from failing the line)
 PIP_QUIET := { grep -v -e "^WARNING: Location" -e "is ignored: it is neither" || true; }
 
-.PHONY: setup repro test ui params bench anomaly-bench ddxplus sweep airflow-venv clean-data help text-eval
+.PHONY: setup repro test ui params bench anomaly-bench ddxplus sweep airflow-venv clean-data help text-eval browser prometheus
 
 help:
 	@echo "make repro   set up .venv and run the full DVC pipeline on the embedded default data"
@@ -42,8 +42,32 @@ repro: setup hpo3-release
 params: setup
 	$(PY) -m dxlab.cli params
 
-test: setup airflow-venv hpo3-release
+test: setup airflow-venv hpo3-release browser prometheus
 	$(PY) -m pytest -m "not slow" -q
+
+# The browser tests (tests/browser) drive Debian's chromium through Playwright (`playwright install` cannot
+# download here): installed when missing and root; otherwise they skip, and fail under CI (CI=true). axe-core (npm)
+# checks the page's accessibility; it lives under .venv/axe and is given to the page by the test only.
+AXE_VERSION := 4.14.1
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
+	  else echo "chromium missing and not root: the browser tests will skip (fail under CI=true)" >&2; fi; }
+	@test -f $(VENV)/axe/node_modules/axe-core/axe.min.js || { \
+	  if command -v npm >/dev/null 2>&1; then \
+	    npm install --no-audit --no-fund --silent --prefix $(VENV)/axe axe-core@$(AXE_VERSION); \
+	  else echo "npm missing: the accessibility test will skip (fail under CI=true)" >&2; fi; }
+
+# Prometheus (promtool checks the alert rules and dashboard queries; a real server scrapes the API in a test):
+# installed from Debian when missing and root; otherwise those tests skip, and fail under CI (CI=true).
+prometheus:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null \
+	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; \
+	  else echo "promtool missing and not root: the Prometheus tests will skip (fail under CI=true)" >&2; fi; }
 
 bench: setup
 	@test -f data/processed/train.parquet || dvc repro preprocess

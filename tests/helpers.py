@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,15 @@ def require(path: Path, what: str) -> Path:
             pytest.fail(message + " (CI runs with ../shared beside the project)")
         pytest.skip(message)
     return path
+
+
+def require_tool(name: str, package: str) -> str:
+    """The executable's path, or a skip where it is missing -- a failure under CI (CI=true): `make test` installs
+    the Debian package as root."""
+    found = shutil.which(name)
+    if found is None:
+        message = f"{name} not installed (Debian package `{package}`)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI must run this test: `make test` installs it as root)")
+        pytest.skip(message)
+    return found

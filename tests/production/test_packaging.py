@@ -18,10 +18,10 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from helpers import require_tool
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-PROMTOOL, PROMETHEUS = shutil.which("promtool"), shutil.which("prometheus")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package `prometheus`)")
 
 
 def _metric_names(expr: str) -> set[str]:
@@ -72,18 +72,18 @@ def test_dashboard_parses_and_uses_metrics_the_service_exports():
     assert used and used <= exported | counters, used - exported - counters
 
 
-@needs_promtool
 def test_alert_rules_and_dashboard_queries_pass_promtool(tmp_path):
+    promtool = require_tool("promtool", "prometheus")
     for args in (["check", "config", DEPLOY / "prometheus" / "prometheus.yml"],
                  ["check", "rules", DEPLOY / "prometheus" / "alerts.yml"],
                  ["test", "rules", DEPLOY / "prometheus" / "alerts_test.yml"]):
-        proc = subprocess.run([PROMTOOL, *map(str, args)], capture_output=True, text=True)
+        proc = subprocess.run([promtool, *map(str, args)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     # every dashboard query is valid PromQL: promtool parses them as recording rules
     rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:query_{i}", "expr": e}
                                                         for i, e in enumerate(_dashboard_exprs())]}]}
     (tmp_path / "dashboard_rules.yml").write_text(yaml.safe_dump(rules))
-    proc = subprocess.run([PROMTOOL, "check", "rules", str(tmp_path / "dashboard_rules.yml")],
+    proc = subprocess.run([promtool, "check", "rules", str(tmp_path / "dashboard_rules.yml")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -172,8 +172,7 @@ def test_image_command_serves_and_prometheus_scrapes_it(served_api, prod_project
                                      headers={"content-type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as r:
         assert r.status == 200 and json.loads(r.read())["predictions"][0]["diagnoses"]
-    if PROMETHEUS is None:
-        pytest.skip("prometheus not installed (Debian package `prometheus`): the scrape part is not run")
+    prometheus = require_tool("prometheus", "prometheus")
     prom_port = _free_port()
     config = tmp_path / "prometheus"
     config.mkdir()
@@ -181,7 +180,7 @@ def test_image_command_serves_and_prometheus_scrapes_it(served_api, prod_project
     (config / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "rule_files": ["alerts.yml"],
         "scrape_configs": [{"job_name": "dxlab-api", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}]}))
-    prom = subprocess.Popen([PROMETHEUS, f"--config.file={config / 'prometheus.yml'}",
+    prom = subprocess.Popen([prometheus, f"--config.file={config / 'prometheus.yml'}",
                              f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

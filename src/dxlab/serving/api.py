@@ -4,7 +4,13 @@ POST /v1/predict   one patient, a list, or {"patients": [...]} -> the top diseas
                    findings for and against each), the probability by type of disease, anomaly, key findings; a
                    patient may come with a clinical note instead of or beside coded findings: the answer lists the
                    findings read in it with spans and assertions (`findings_read`)
+                   `?ask_next=N` adds to each patient up to N findings not yet recorded that best separate the
+                   leading diseases (`ask_next`: expected information gain, `dxlab.serving.ask_next`)
 POST /v1/annotate  {"text": "..."} -> the mentions of HPO terms with spans and assertions, and the patient fields
+GET  /v1/terms     ?q=aort roo&limit=10 -> HPO terms whose name or synonym has words starting so (autocomplete,
+                   `dxlab.serving.terms`; phenotype terms only unless phenotype_only=false)
+GET  /             the clinician's page (static files in dxlab/serving/static; a Content-Security-Policy allows
+                   nothing but this origin)
 GET  /healthz      the process is up
 GET  /readyz       a model is loaded (503 until then)
 GET  /metrics      Prometheus: requests, latency, predictions per disease, anomaly flags, input drift, model
@@ -14,8 +20,10 @@ The model is the registry alias (serve.model, `models:/dxlab@champion`); a threa
 serve.api.reload_interval_s and swaps in the new version when it moves (requests in flight finish on the old one).
 The note annotator (`dxlab.data.notes.note_reader`: the `text` config's, on the knowledge tables) is built once at
 start; it is not rebuilt when the model reloads. When the environment variable named by serve.api.api_key_env is
-set, /v1/predict and /v1/annotate need it in `X-API-Key`. Only pseudonymised ids are logged; patient data and
-notes never are.
+set, /v1/predict and /v1/annotate need it in `X-API-Key` (the page sends the key its user types, keeping it in
+memory only). The autocomplete index is built once at start from the knowledge tables (serve.knowledge_dir, else
+the model's own knowledge_dir). Only pseudonymised ids are logged; patient data and notes never are, nor query
+strings (the access log drops them: `/v1/terms?q=` carries what a clinician types about a patient).
 """
 
 from __future__ import annotations
@@ -30,11 +38,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from dxlab.serving.ask_next import NextQuestions
 from dxlab.serving.metrics import DriftWindow, ServiceMetrics
 from dxlab.serving.schema import (
     AnnotateRequest,
@@ -52,6 +62,7 @@ from dxlab.serving.schema import (
     request_schema,
     to_table,
 )
+from dxlab.serving.terms import TermIndex
 
 log = logging.getLogger("dxlab.api")
 
@@ -132,19 +143,22 @@ class ApiSettings:
 
 
 def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
-               metrics: ServiceMetrics | None = None, notes=None) -> FastAPI:
+               metrics: ServiceMetrics | None = None, notes=None, terms: TermIndex | None = None) -> FastAPI:
     """The app around a ModelHolder (tests pass their own; `app_from_config` builds it from params.yaml).
-    `notes`: a `dxlab.data.notes.NoteReader` whose annotator is built at start (None: notes are refused, 503)."""
+    `notes`: a `dxlab.data.notes.NoteReader` whose annotator is built at start (None: notes are refused, 503).
+    `terms`: the autocomplete index (None: built at start from the loaded model's knowledge tables)."""
     from dxlab.data.pseudonym import pseudonymise
 
     metrics = metrics or ServiceMetrics()
     reader = {"notes": notes, "error": "" if notes is not None else "no note reader configured"}
+    index = {"terms": terms, "error": ""}
     drift = DriftWindow.from_file(settings.reference, metrics, settings.drift_window)
     previous = holder.on_change
 
     def changed(scorer) -> None:
         metrics.set_model(scorer.model_name, scorer.model_version)
         metrics.loads.inc()
+        _questions(scorer)  # built with the model, so the first ask_next request does not pay for it
         if previous:
             previous(scorer)
 
@@ -162,6 +176,12 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
             await run_in_threadpool(holder.load)
         else:
             metrics.set_model(holder.scorer.model_name, holder.scorer.model_version)
+        if index["terms"] is None:
+            try:
+                await run_in_threadpool(_build_terms, index, holder.scorer)
+            except Exception as err:  # noqa: BLE001 - serve predictions; say why the autocomplete is refused
+                index["error"] = f"{type(err).__name__}: {err}"[:500]
+                log.error("term index not built: %s", index["error"])
         holder.start_polling(settings.reload_interval_s)
         yield
         holder.stop()
@@ -170,7 +190,8 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
                   description="Likelihood of each disease from findings (HPO terms) and clinical notes, excluded "
                               "findings and demographics; anomaly score; the findings that weighed most; what was "
                               "read in each note.")
-    app.state.holder, app.state.metrics, app.state.drift = holder, metrics, drift
+    app.state.holder, app.state.metrics, app.state.drift, app.state.terms = holder, metrics, drift, index
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
@@ -179,11 +200,30 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
         try:
             response = await call_next(request)
             status = response.status_code
+            if request.url.path == "/" or request.url.path.startswith("/static/"):
+                response.headers.update(PAGE_HEADERS)
             return response
         finally:
             endpoint = request.url.path if request.url.path in _ENDPOINTS else "other"
             metrics.requests.labels(endpoint, request.method, str(status)).inc()
             metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        """The clinician's page: plain HTML, CSS and JavaScript from this package, no third-party request."""
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/v1/terms", tags=["predict"], responses={503: {"description": "no knowledge tables to search"}})
+    def search_terms(q: str = Query(..., min_length=1, max_length=100, description="words or word prefixes, or an "
+                                    "HPO id"),
+                     limit: int = Query(10, ge=1, le=50),
+                     phenotype_only: bool = Query(True, description="only findings (descendants of HP:0000118)")):
+        """HPO terms whose name or a synonym has a word starting with each word of the query: name matches first
+        (the exact name, names starting with the query), then synonyms; the more informative term first."""
+        if index["terms"] is None:
+            return error(503, [{"loc": [], "msg": index["error"] or "no term index", "type": "not_ready"}],
+                         "not_ready")
+        return {"query": q, "terms": index["terms"].search(q, limit, phenotype_only)}
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:
@@ -221,7 +261,8 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
                          422: {"description": "invalid field (named in `loc`), unknown HPO ids listed, a note that "
                                                "cannot be read or gives a patient without findings no finding"},
                          503: {"description": "no model loaded yet (or a note and no annotator)"}})
-    async def predict(request: Request):
+    async def predict(request: Request, ask_next: int = Query(0, ge=0, le=10, description="also suggest up to "
+                                                             "this many findings to ask next (0: none)")):
         if (refused := unauthorized(request)) is not None:
             return refused
         scorer = holder.scorer  # one model for the whole request, even if a reload swaps it meanwhile
@@ -242,6 +283,8 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
         answers = await run_in_threadpool(_answer, scorer, table, settings.threads)
         for answer, mentions in zip(answers, read):
             answer["findings_read"] = mentions
+        if ask_next:
+            await run_in_threadpool(_suggest, _questions(scorer), table, answers, ask_next)
         metrics.observe_predictions(answers)
         drift.add(table)
         log.info("request %s: %d patient(s) %s scored by %s v%s", rid, len(table),
@@ -287,8 +330,57 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
     return app
 
 
-_ENDPOINTS = {"/v1/predict", "/v1/annotate", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"}
+_ENDPOINTS = {"/v1/predict", "/v1/annotate", "/v1/terms", "/", "/healthz", "/readyz", "/metrics", "/docs",
+              "/openapi.json"}
 _THREAD = threading.local()
+STATIC = Path(__file__).with_name("static")
+# The page may load and call nothing but its own origin (no CDN, no third-party request: patient data stays here),
+# may not be framed, and sends no referrer with the links it opens (OMIM, Orphanet).
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+                               "frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+_QUESTIONS: dict = {"scorer": None, "questions": None}  # the ask-next helper of the scorer served last
+_QUESTIONS_LOCK = threading.Lock()
+
+
+def _questions(scorer) -> NextQuestions:
+    """The ask-next helper of the scorer being served (rebuilt when a reload swaps the scorer). Its first use
+    builds the likelihood core's look-up table (~0.3 s on the full universe): done when a model loads."""
+    with _QUESTIONS_LOCK:
+        if _QUESTIONS["scorer"] is not scorer:
+            questions = NextQuestions(scorer.handle.model, scorer.names)
+            if questions.available:
+                questions.core._lookup()
+            _QUESTIONS.update(scorer=scorer, questions=questions)
+        return _QUESTIONS["questions"]
+
+
+def _suggest(questions: NextQuestions, table, answers: list[dict], n: int) -> None:
+    """Each answer's `ask_next`: findings not yet recorded that best separate its top diseases."""
+    excluded = table["excluded"] if "excluded" in table else [[]] * len(table)
+    for answer, findings, absent in zip(answers, table["findings"], excluded):
+        top = answer["diagnoses"]
+        answer["ask_next"] = questions.suggest(list(findings), list(absent), [d["disease_id"] for d in top],
+                                               [d["probability"] for d in top], n)
+
+
+def _build_terms(index: dict, scorer) -> None:
+    """The autocomplete index from the knowledge tables the served model knows (once, at start)."""
+    model = getattr(getattr(scorer, "handle", None), "model", None)
+    for directory in (getattr(scorer, "knowledge_dir", None), getattr(model, "knowledge_dir", None)):
+        if directory and (Path(directory) / "terms.parquet").exists():
+            start = time.perf_counter()
+            index["terms"] = TermIndex.from_dir(directory)
+            log.info("term index: %d labels from %s in %.1f s", len(index["terms"].label_text), directory,
+                     time.perf_counter() - start)
+            return
+    index["error"] = "no knowledge tables (terms.parquet) next to the model or in serve.knowledge_dir"
+    log.error("autocomplete unavailable: %s", index["error"])
 
 
 def _answer(scorer, table, threads: int | None):
@@ -331,9 +423,22 @@ def app_from_config(cfg, model: str | None = None) -> FastAPI:
     return create_app(holder, ApiSettings.from_config(cfg), pseudonym_key(cfg), notes=note_reader(cfg))
 
 
+class WithoutQueryStrings(logging.Filter):
+    """uvicorn's access log lines without their query strings: a path is enough to operate the service, and
+    `/v1/terms?q=...` carries what a clinician types about a patient."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
 def serve(cfg, host: str | None = None, port: int | None = None, model: str | None = None) -> None:
     import uvicorn
 
     app = app_from_config(cfg, model)
-    uvicorn.run(app, host=host or cfg.serve.api.host, port=int(port or cfg.serve.api.port), log_level="info",
-                access_log=True)
+    config = uvicorn.Config(app, host=host or cfg.serve.api.host, port=int(port or cfg.serve.api.port),
+                            log_level="info", access_log=True)
+    logging.getLogger("uvicorn.access").addFilter(WithoutQueryStrings())  # after Config has set logging up
+    uvicorn.Server(config).run()

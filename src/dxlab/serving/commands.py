@@ -29,7 +29,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the prediction API (FastAPI + uvicorn): /v1/predict, /healthz, /readyz, /metrics, /docs."""
+    """Run the prediction API and the clinician page (FastAPI + uvicorn): /, /v1/predict, /v1/terms, /healthz,
+    /readyz, /metrics, /docs."""
     from dxlab.serving.api import serve
 
     serve(_cfg(args), args.host, args.port, args.model)

@@ -104,6 +104,21 @@ class FamilyFinding(BaseModel):
     relative: str
 
 
+class SuggestedDisease(BaseModel):
+    disease_id: str
+    name: str = ""
+    frequency: float = Field(description="P(finding | disease) under the model's likelihood")
+
+
+class Suggestion(BaseModel):
+    """A finding not yet recorded whose answer (present or absent) best separates the leading diseases."""
+
+    hpo_id: str
+    name: str = ""
+    expected_gain: float = Field(description="expected information gain over the top diseases' posterior (bits)")
+    diseases: list[SuggestedDisease] = Field(default_factory=list, description="the top diseases that have it")
+
+
 class Prediction(BaseModel):
     patient_id: str | None = Field(description="pseudonymised id (null when the request had none)")
     diagnoses: list[Diagnosis]
@@ -112,6 +127,8 @@ class Prediction(BaseModel):
     key_findings: list[KeyFinding]
     findings_read: list[FindingRead] | None = Field(None, description="what was read in the note, with spans and "
                                                     "assertions (null when the patient had no note)")
+    ask_next: list[Suggestion] | None = Field(None, description="what to ask next (only with ?ask_next=N): "
+                                              "findings not yet recorded, best first")
 
 
 class PredictResponse(BaseModel):
