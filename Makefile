@@ -43,7 +43,7 @@ params: setup
 	$(PY) -m dxlab.cli params
 
 test: setup airflow-venv hpo3-release browser prometheus
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q --durations=15
 
 # The browser tests (tests/browser) drive Debian's chromium through Playwright (`playwright install` cannot
 # download here): installed when missing and root; otherwise they skip, and fail under CI (CI=true). axe-core (npm)

@@ -126,6 +126,7 @@ def prod_project(tiny_project, tmp_path_factory):
     Path(cfg.serve.anomaly_detector).parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(Pipeline([("features", features), ("detector", detector)]), cfg.serve.anomaly_detector)
     # the registry: champion = the tiny project's diagnostic model, as the approve stage leaves it
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(cfg.tracking.uri)
     # artifacts inside the temp project (the default, ./mlruns, would land in the checkout)
     mlflow.create_experiment(cfg.tracking.experiment, artifact_location=(root / "mlruns").as_uri())
@@ -138,4 +139,28 @@ def prod_project(tiny_project, tmp_path_factory):
     register(client, info.model_uri, "dxlab", {line: {"overall": m["overall"]} for line, m in metrics.items()},
              GateDecision(True), "champion", {"dxlab.model": name})
     (root / "models" / f"{name}.mlflow.json").write_text(json.dumps({"model_uri": info.model_uri}))
+    restore_tracking(saved)  # the process as it was: tests that use this registry pin it themselves
     return root, cfg
+
+
+def restore_tracking(saved: str | None) -> None:
+    """Undo `mlflow.set_tracking_uri` (process-wide, and exported as MLFLOW_TRACKING_URI, which wins over any
+    config): no override, and the variable as it was before."""
+    import sys
+
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(None)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if saved is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+@pytest.fixture(autouse=True)
+def _tracking_left_as_found():
+    """Every stage run sets MLflow's tracking URI for the whole process: after each test, put it back, so the next
+    test (or a module's fixture) reads its own config's store, never the previous test's."""
+    yield
+    restore_tracking(_TRACKING_AT_START)
+
+
+_TRACKING_AT_START = os.environ.get("MLFLOW_TRACKING_URI")  # before any test or fixture ran
