@@ -87,6 +87,11 @@ def run(cfg: DictConfig) -> dict:
                        tags={"dxlab.model": spec.name}):
             log_metrics({line: {k: v for k, v in m.items() if k != "side_by_side"}
                          for line, m in results[spec.name].items()})
+    evaluation = Path(cfg.paths.evaluation)  # a DVC output: it exists even when no grouped source was read
+    if not any(line["groups"] is not None for line in lines):
+        evaluation.mkdir(parents=True, exist_ok=True)
+        (evaluation / "README.txt").write_text("No per-case rows: no source evaluated by groups (the real case "
+                                               "reports) was read in this run; see reports/stages/ingest.json.\n")
     examples = cfg.evaluate.get("examples")
     if examples:
         served = load_model(cfg.paths.models, cfg.model.name)
