@@ -10,7 +10,7 @@ from pathlib import Path
 
 import joblib
 import pytest
-from helpers import REPO, SHARED_CASES, require
+from helpers import REPO, SHARED_CASES, require, tiny_config
 from omegaconf import OmegaConf
 
 from dxlab.config import compose
@@ -39,7 +39,6 @@ def knowledge(knowledge_dir):
     return Knowledge.load(knowledge_dir)
 
 
-TINY_OVERRIDES = ["debug=tiny"]
 TINY_PUBLICATIONS = 60  # publications of the shared case reports in the tiny project (about 200 cases)
 
 
@@ -51,19 +50,6 @@ def sample_cases(path: Path, n_publications: int = TINY_PUBLICATIONS, seed: int 
     keep = set(pubs[:n_publications])
     path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["pmid"] in keep))
     return path
-
-
-def tiny_config(root: Path, overrides=()):
-    """The composed default with the debug overlay, all paths inside `root`, tracking to a local SQLite file; the
-    real case reports are a sample of the shared ones (root/cases.jsonl, written by the tiny project)."""
-    cfg = compose([*TINY_OVERRIDES, *overrides], config_dir=REPO / "conf")
-    for key in list(cfg.paths):
-        cfg.paths[key] = str(root / cfg.paths[key])
-    cfg.data.sources.hpo_cohort.source.path = str(root / "data" / "raw" / "hpo_cohort")
-    if "case_reports" in cfg.data.sources:
-        cfg.data.sources.case_reports.source.path = str(root / "cases.jsonl")
-    cfg.tracking.uri = f"sqlite:///{root / 'mlflow.db'}"
-    return cfg
 
 
 @pytest.fixture(scope="session")

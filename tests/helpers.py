@@ -1,4 +1,4 @@
-"""What several test folders share: where the shared data lives, and a skip that fails under CI."""
+"""What several test folders share: where the shared data lives, a skip that fails under CI, the tiny config."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from dxlab.config import compose
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -33,3 +35,19 @@ def require_tool(name: str, package: str) -> str:
             pytest.fail(message + " (CI must run this test: `make test` installs it as root)")
         pytest.skip(message)
     return found
+
+
+TINY_OVERRIDES = ["debug=tiny"]
+
+
+def tiny_config(root: Path, overrides=()):
+    """The composed default with the debug overlay, all paths inside `root`, tracking to a local SQLite file; the
+    real case reports are a sample of the shared ones (root/cases.jsonl, written by the tiny project)."""
+    cfg = compose([*TINY_OVERRIDES, *overrides], config_dir=REPO / "conf")
+    for key in list(cfg.paths):
+        cfg.paths[key] = str(root / cfg.paths[key])
+    cfg.data.sources.hpo_cohort.source.path = str(root / "data" / "raw" / "hpo_cohort")
+    if "case_reports" in cfg.data.sources:
+        cfg.data.sources.case_reports.source.path = str(root / "cases.jsonl")
+    cfg.tracking.uri = f"sqlite:///{root / 'mlflow.db'}"
+    return cfg
