@@ -165,3 +165,24 @@ def test_inne_scores_follow_the_nearest_neighbour_balls():
     model = INNEDetector(n_estimators=1, max_samples=3, scale=False, random_state=0).fit(rows)
     scores = model.score_samples(np.array([[2.5], [0.5], [10.0]]))
     np.testing.assert_allclose(scores, [0.5, 0.0, 1.0])  # inside 3's ball only; inside 0's and 1's; in no ball
+
+
+@pytest.mark.parametrize("max_features", [1.0, 0.5])
+def test_packed_forest_scores_as_scikit_learn(max_features):
+    """The isolation forest is scored by walking every tree at once (PackedForest): the numbers must be the
+    forest's own, with and without feature subsampling, for one row and for many (chunked)."""
+    from dxlab.anomaly.detectors import IsolationForestDetector, PackedForest
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(800, 9))
+    X[:, 2] = np.round(X[:, 2])  # ties at thresholds
+    det = IsolationForestDetector(n_estimators=40, max_features=max_features, random_state=0).fit(X)
+    new = np.vstack([rng.normal(size=(300, 9)) * 3, X[:20]])
+    expected = -det.forest_.score_samples(new)
+    assert np.allclose(det.score_samples(new), expected, rtol=0, atol=1e-12)
+    assert np.allclose(det.score_samples(new[:1]), expected[:1], rtol=0, atol=1e-12)
+    assert np.allclose(PackedForest(det.forest_, chunk_rows=7).score(new), expected, rtol=0, atol=1e-12)
+    import pickle
+
+    det.score_samples(new[:1])
+    assert "packed_" not in pickle.loads(pickle.dumps(det)).__dict__  # derived state is not saved

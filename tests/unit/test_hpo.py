@@ -103,3 +103,27 @@ def test_sex_specific_diseases(knowledge):
     terms = knowledge.terms.set_index("id")
     assert terms.loc["HP:0000786", "sex"] == "FEMALE"  # Primary amenorrhea
     assert terms.loc["HP:0000028", "sex"] == "MALE"  # Cryptorchidism
+
+
+def test_term_matrix_and_rows_by_table(knowledge):
+    """Findings -> patients x terms (aliases resolved, duplicates once, ancestors when propagated, unknown ids
+    ignored), and rows_by_table gives rows @ table.T for one row (dense path) and for many (sparse path)."""
+    import numpy as np
+    from scipy import sparse
+
+    from dxlab.features.terms import SMALL_BATCH, TermEncoder, rows_by_table
+
+    enc = TermEncoder(knowledge)
+    alias = next(iter(enc.aliases))
+    marfan = ["HP:0001166", "HP:0001083", "HP:0001166", "HP:9999999"]
+    m = enc.matrix([marfan, [alias], []], propagate=False)
+    assert m.shape == (3, enc.n_terms) and m.has_canonical_format
+    assert sorted(enc.term_ids[m[0].indices]) == ["HP:0001083", "HP:0001166"]
+    assert list(enc.term_ids[m[1].indices]) == [enc.aliases[alias]] and m[2].nnz == 0
+    up = enc.matrix([marfan], propagate=True)
+    assert {"HP:0000001", "HP:0001166"} <= set(enc.term_ids[up.indices]) and set(up.data) == {1.0}
+    rng = np.random.default_rng(0)
+    table = sparse.random(50, enc.n_terms, density=0.01, format="csr", dtype=np.float32, random_state=1)
+    for n in (1, SMALL_BATCH + 5):
+        rows = enc.matrix([list(rng.choice(enc.term_ids, 30)) for _ in range(n)], propagate=True)
+        assert np.allclose(rows_by_table(rows, table), (rows @ table.T).toarray(), rtol=1e-5, atol=1e-6)

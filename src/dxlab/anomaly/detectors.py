@@ -151,8 +151,18 @@ class IsolationForestDetector(BaseDetector):
                                        max_features=self.max_features, random_state=seeded, n_jobs=self.n_jobs).fit(X)
         return self._out_of_bag_scores(X)
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("packed_", None)  # derived from forest_ at first use
+        return state
+
     def _score(self, X):
-        return -self.forest_.score_samples(X)
+        """The forest's score of each row, every tree walked at once (`PackedForest`): the same numbers as
+        ``-IsolationForest.score_samples`` without its per-tree Python dispatch (~17 ms for one patient)."""
+        packed = getattr(self, "packed_", None)
+        if packed is None or packed.forest is not self.forest_:
+            packed = self.packed_ = PackedForest(self.forest_)
+        return packed.score(X)
 
     def _out_of_bag_scores(self, X):
         """Training scores from the trees that did not sample the row, so they match scores of new rows (a tree
@@ -174,6 +184,56 @@ class IsolationForestDetector(BaseDetector):
         normaliser = _average_path_length(np.array([forest.max_samples_]))[0]
         scores[have] = 2.0 ** (-(depth_sum[have] / count[have]) / normaliser)
         return scores
+
+
+class PackedForest:
+    """A fitted IsolationForest as (trees x nodes) arrays, walked level by level for all trees and rows at once.
+
+    Per node: the feature in the forest's input (a tree fitted on a feature subset is mapped back), the threshold,
+    the children (a leaf points to itself), and the leaf's path length (depth + c(n samples in the leaf) - 1, as
+    scikit-learn's `_compute_score_samples`). Rows are compared in float32 against the float64 thresholds, as the
+    tree's own `apply`. Score: 2 ** (-mean path length / c(max_samples))."""
+
+    def __init__(self, forest: IsolationForest, chunk_rows: int = 4096):
+        self.forest = forest
+        self.chunk_rows = chunk_rows
+        trees = [e.tree_ for e in forest.estimators_]
+        width = max(t.node_count for t in trees)
+        n = len(trees)
+        self.feature = np.zeros((n, width), dtype=np.intp)
+        self.threshold = np.zeros((n, width), dtype=np.float64)
+        self.left = np.zeros((n, width), dtype=np.intp)
+        self.right = np.zeros((n, width), dtype=np.intp)
+        self.path = np.zeros((n, width), dtype=np.float64)
+        subsampled = forest._max_features != forest.n_features_in_
+        for i, (tree, features) in enumerate(zip(trees, forest.estimators_features_)):
+            c = tree.node_count
+            own = np.arange(c)
+            leaf = tree.children_left[:c] < 0
+            feature = np.maximum(tree.feature[:c], 0)
+            self.feature[i, :c] = np.asarray(features)[feature] if subsampled else feature
+            self.threshold[i, :c] = np.where(leaf, np.inf, tree.threshold[:c])
+            self.left[i, :c] = np.where(leaf, own, tree.children_left[:c])
+            self.right[i, :c] = np.where(leaf, own, tree.children_right[:c])
+            self.path[i, :c] = forest._decision_path_lengths[i] + forest._average_path_length_per_tree[i] - 1.0
+        self.depth = max(t.max_depth for t in trees)
+        self.flat = np.arange(n) * width  # offset of each tree's nodes in the raveled arrays
+        self.normaliser = n * _average_path_length(np.array([forest._max_samples]))[0]
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        out = np.empty(len(X), dtype=np.float64)
+        feature, threshold = self.feature.ravel(), self.threshold.ravel()
+        left, right, path = self.left.ravel(), self.right.ravel(), self.path.ravel()
+        for start in range(0, len(X), self.chunk_rows):
+            part = X[start:start + self.chunk_rows]
+            rows = np.arange(len(part))[:, None]
+            node = np.broadcast_to(self.flat, (len(part), len(self.flat))).copy()  # rows x trees, at the roots
+            for _ in range(self.depth):
+                go_left = part[rows, feature[node]] <= threshold[node]
+                node = self.flat + np.where(go_left, left[node], right[node])
+            out[start:start + len(part)] = 2.0 ** (-path[node].sum(axis=1) / self.normaliser)
+        return out
 
 
 class LOFDetector(BaseDetector):

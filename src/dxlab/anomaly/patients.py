@@ -100,7 +100,7 @@ class PatientAnomalyFeaturizer(BaseEstimator, TransformerMixin):
     # -- the columns ---------------------------------------------------------------------------------------
     def _frame(self, X: pd.DataFrame) -> pd.DataFrame:
         ages = pd.to_numeric(X["age"], errors="coerce").to_numpy(dtype=float)
-        sex = X["sex"].astype(object).where(X["sex"].notna(), None).to_numpy()
+        sex = np.array([v if isinstance(v, str) else None for v in X["sex"]], dtype=object)
         family = pd.to_numeric(X["family_history"], errors="coerce").to_numpy(dtype=float)
         out = {
             "age": np.where(np.isnan(ages), self.age_median_, ages),
@@ -119,11 +119,11 @@ class PatientAnomalyFeaturizer(BaseEstimator, TransformerMixin):
             out[f"{name}_peer_z"] = np.nan_to_num(z, nan=0.0)
         found = self.encoder_.matrix(list(X["findings"]), propagate=False).tocsr()
         n_found = np.asarray(found.sum(axis=1)).ravel()
-        ic_sum = np.asarray(found.multiply(self.encoder_.ic).sum(axis=1)).ravel()
-        share = np.asarray(found.multiply(self.term_log_share_).sum(axis=1)).ravel()
+        ic_sum = found @ self.encoder_.ic.astype(np.float64)
+        share = found @ self.term_log_share_.astype(np.float64)
         out["n_findings"] = n_found
-        out["n_excluded"] = X["excluded"].map(len).to_numpy(dtype=float)
-        out["n_history"] = X["history"].map(len).to_numpy(dtype=float)
+        out["n_excluded"] = np.array([len(v) for v in X["excluded"]], dtype=float)
+        out["n_history"] = np.array([len(v) for v in X["history"]], dtype=float)
         out["findings_ic_mean"] = _safe_divide(ic_sum, n_found)
         out["findings_mean_log_share"] = _safe_divide(share, n_found)
         if self.scorer_ is not None:
@@ -134,7 +134,8 @@ class PatientAnomalyFeaturizer(BaseEstimator, TransformerMixin):
         wrong = np.where(sex == "F", np.asarray(found @ self.male_only_).ravel(),
                          np.where(sex == "M", np.asarray(found @ self.female_only_).ravel(), 0.0))
         out["rule_wrong_sex_findings"] = w * wrong.astype(float)
-        return pd.DataFrame(out, index=X.index).astype(float)
+        return pd.DataFrame(np.column_stack([np.asarray(v, dtype=float) for v in out.values()]), columns=list(out),
+                            index=X.index)
 
     def _measurement_values(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
         values = {name: np.array([_number((m or {}).get(name)) for m in X["measurements"]], dtype=float)
@@ -149,7 +150,8 @@ class PatientAnomalyFeaturizer(BaseEstimator, TransformerMixin):
         """Excluded findings that an observed finding implies (the term itself or an ancestor of it)."""
         observed = self.encoder_.matrix(list(X["findings"]), propagate=True)
         excluded = self.encoder_.matrix(list(X["excluded"]), propagate=False)
-        return np.asarray(observed.multiply(excluded).sum(axis=1), dtype=float).ravel()
+        return np.asarray(observed.multiply(excluded).sum(axis=1), dtype=float).ravel() if excluded.nnz else (
+            np.zeros(len(X)))
 
 
 def _check_table(X) -> None:

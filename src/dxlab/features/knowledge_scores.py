@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from dxlab.features.terms import TermEncoder
+from dxlab.features.terms import TermEncoder, rows_by_table
 from dxlab.knowledge.base import Knowledge
 
 
@@ -109,12 +109,12 @@ class KnowledgeScorer(BaseEstimator, TransformerMixin):
             return score - self._excluded_penalty(X, np.maximum(score, 1e-6)) if self.excluded_weight else score
         found = self.encoder_.matrix(list(X["findings"]), propagate=True).multiply(ic).tocsr()
         profile = self.profile_ if self.frequency_weighted else self.profile_binary_
-        shared = np.asarray((found @ profile.T).todense(), dtype=np.float32)
+        shared = rows_by_table(found, profile)
         patient_ic = np.asarray(found.sum(axis=1), dtype=np.float32)
         if self.similarity == "cosine":
             denom = np.sqrt(np.maximum(patient_ic, 1e-6) * np.maximum(self.profile_ic_, 1e-6)[None, :])
         else:
-            overlap = np.asarray((found @ self.profile_binary_.T).todense(), dtype=np.float32)
+            overlap = rows_by_table(found, self.profile_binary_)
             denom = np.maximum(patient_ic + self.profile_ic_[None, :] - overlap, 1e-6)
         score = shared / denom
         if self.excluded_weight:
@@ -129,7 +129,7 @@ class KnowledgeScorer(BaseEstimator, TransformerMixin):
         excluded = self.encoder_.matrix(list(X["excluded"]), propagate=False).multiply(self.encoder_.ic).tocsr()
         if not excluded.nnz:
             return np.zeros((len(X), len(self.diseases_)), dtype=np.float32)
-        conflict = np.asarray((excluded @ self.profile_.T).todense(), dtype=np.float32)
+        conflict = rows_by_table(excluded, self.profile_)
         return (self.excluded_weight * conflict / norm).astype(np.float32)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:

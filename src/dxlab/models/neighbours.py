@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from dxlab.features.terms import TermEncoder
+from dxlab.features.terms import TermEncoder, rows_by_table
 
 
 class NeighbourScores:
@@ -63,7 +63,7 @@ class NeighbourScores:
         query = self.embed(X)
         groups = None if groups is None else np.asarray(groups, dtype=object)
         for start in range(0, len(X), self.batch):
-            sim = np.asarray((query[start:start + self.batch] @ self.reference_.T).todense(), dtype=np.float32)
+            sim = rows_by_table(query[start:start + self.batch], self.reference_)
             if groups is not None:  # leave-group-out
                 sim[groups[start:start + self.batch, None] == self.groups_[None, :]] = 0.0
             sim = sim[:, self.order_]

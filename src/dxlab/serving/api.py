@@ -38,11 +38,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, Query, Request
+from fastapi import BackgroundTasks, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import MutableHeaders
 
 from dxlab.serving.ask_next import NextQuestions
 from dxlab.serving.metrics import DriftWindow, ServiceMetrics
@@ -65,6 +66,48 @@ from dxlab.serving.schema import (
 from dxlab.serving.terms import TermIndex
 
 log = logging.getLogger("dxlab.api")
+
+
+class Measured:
+    """Pure ASGI middleware: count each request by endpoint and status and observe its latency; the page's
+    security headers on `/` and `/static/`. (A `@app.middleware("http")` function costs ~1 ms per request: it
+    wraps every request and response in extra tasks and streams.)"""
+
+    def __init__(self, app, metrics: ServiceMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        path = scope["path"]
+        page = path == "/" or path.startswith("/static/")
+        status, observed = 500, False
+
+        def observe() -> None:  # once: when the last byte is sent (background tasks run after it), or on failure
+            nonlocal observed
+            if not observed:
+                observed = True
+                endpoint = path if path in _ENDPOINTS else "other"
+                self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
+                self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+        async def sending(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if page:
+                    MutableHeaders(scope=message).update(PAGE_HEADERS)
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                observe()
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            observe()
 
 
 class ModelHolder:
@@ -193,20 +236,7 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
     app.state.holder, app.state.metrics, app.state.drift, app.state.terms = holder, metrics, drift, index
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        start = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            if request.url.path == "/" or request.url.path.startswith("/static/"):
-                response.headers.update(PAGE_HEADERS)
-            return response
-        finally:
-            endpoint = request.url.path if request.url.path in _ENDPOINTS else "other"
-            metrics.requests.labels(endpoint, request.method, str(status)).inc()
-            metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+    app.add_middleware(Measured, metrics=metrics)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -261,8 +291,9 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
                          422: {"description": "invalid field (named in `loc`), unknown HPO ids listed, a note that "
                                                "cannot be read or gives a patient without findings no finding"},
                          503: {"description": "no model loaded yet (or a note and no annotator)"}})
-    async def predict(request: Request, ask_next: int = Query(0, ge=0, le=10, description="also suggest up to "
-                                                             "this many findings to ask next (0: none)")):
+    async def predict(request: Request, after: BackgroundTasks,
+                      ask_next: int = Query(0, ge=0, le=10, description="also suggest up to this many findings to "
+                                                                        "ask next (0: none)")):
         if (refused := unauthorized(request)) is not None:
             return refused
         scorer = holder.scorer  # one model for the whole request, even if a reload swaps it meanwhile
@@ -286,7 +317,7 @@ def create_app(holder: ModelHolder, settings: ApiSettings, key: bytes,
         if ask_next:
             await run_in_threadpool(_suggest, _questions(scorer), table, answers, ask_next)
         metrics.observe_predictions(answers)
-        drift.add(table)
+        after.add_task(drift.add, table)  # after the answer is sent: drift gauges are not the caller's wait
         log.info("request %s: %d patient(s) %s scored by %s v%s", rid, len(table),
                  ",".join(p for p in table["patient_id"] if p)[:400] or "(no ids)", scorer.model_name,
                  scorer.model_version)
