@@ -12,7 +12,7 @@ export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING := false
 # (pipefail keeps pip's exit status; the braces stop grep's "nothing left" status from failing the line)
 PIP_QUIET := { grep -v -e "^WARNING: Location" -e "is ignored: it is neither" || true; }
 
-.PHONY: setup repro test ui params bench anomaly-bench ddxplus sweep airflow-venv clean-data help text-eval browser prometheus
+.PHONY: setup repro test ui params bench anomaly-bench ddxplus sweep airflow-venv clean-data help text-eval browser prometheus docs
 
 help:
 	@echo "make repro   set up .venv and run the full DVC pipeline on the embedded default data"
@@ -24,6 +24,8 @@ help:
 	@echo "make ddxplus cross-validation of the model variants on DDXPlus (reports/ddxplus/summary.md)"
 	@echo "make params  recompose params.yaml from conf/ (what dvc exp run -S does)"
 	@echo "make text-eval  free text -> HPO findings on ../shared/data/text, cross-validated (reports/text/report.md)"
+	@echo "make ask-next  what-to-ask-next suggestions judged on the case reports with half their findings hidden (reports/ask_next.md)"
+	@echo "make docs   build the documentation site (mkdocs.yml, docs/) into site/"
 
 setup: $(STAMP)
 
@@ -41,6 +43,10 @@ repro: setup hpo3-release
 
 params: setup
 	$(PY) -m dxlab.cli params
+
+# The documentation site (mkdocs.yml): strict, so a broken link, a missing anchor or a page left out of the nav fails.
+docs: setup
+	$(VENV)/bin/mkdocs build --strict
 
 test: setup airflow-venv hpo3-release browser prometheus
 	$(PY) -m pytest -m "not slow" -q --durations=15
@@ -103,6 +109,15 @@ $(HPO3_RELEASE)/phenotype.hpoa: $(VENV)/hpo3/.installed-$(HPO3_VERSION) scripts/
 # Share of the shared case reports whose disease each knowledge source annotates (reports/knowledge_coverage.md).
 knowledge-coverage: setup hpo3-release
 	$(PY) bench/knowledge_coverage.py --models
+
+# The ask-next suggestions on the case reports, folds by publication, part of each case's findings hidden: how often a
+# suggestion is a hidden finding and how far the true disease moves when it is added (reports/ask_next.md).
+# ASK_NEXT="--max-cases 150 --folds 2" for a quick look.
+.PHONY: ask-next
+ASK_NEXT ?=
+ask-next: setup
+	@test -f data/processed/train.parquet || dvc repro preprocess
+	$(PY) -m dxlab.evaluation.ask_next $(ASK_NEXT)
 
 SWEEP ?= cv=grouped model.train_sources=null model=logreg,mlp augment=none,class_weight,smote,knowledge
 sweep: setup

@@ -46,14 +46,20 @@ class NeighbourScores:
         return self.encoder_.n_terms * (2 if self.excluded_weight else 1)
 
     def embed(self, X: pd.DataFrame) -> sparse.csr_matrix:
+        """Rows: IC-weighted findings (propagated) beside IC-weighted excluded findings, L2-normalised (float32)."""
         ic = self.encoder_.ic
-        blocks = [self.encoder_.matrix(list(X["findings"]), propagate=True).multiply(ic)]
+        found = self.encoder_.matrix(list(X["findings"]), propagate=True)
+        found.data = ic[found.indices].astype(np.float32)
+        m = found
         if self.excluded_weight:
-            excluded = list(X["excluded"]) if "excluded" in X else [[]] * len(X)
-            blocks.append(self.encoder_.matrix(excluded, propagate=False).multiply(ic) * self.excluded_weight)
-        m = sparse.hstack(blocks).tocsr()
-        norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-        return (sparse.diags(1.0 / np.maximum(norms, 1e-9)) @ m).tocsr().astype(np.float32)
+            excluded = self.encoder_.matrix(list(X["excluded"]) if "excluded" in X else [[]] * len(X),
+                                            propagate=False)
+            excluded.data = (ic[excluded.indices] * np.float32(self.excluded_weight)).astype(np.float32)
+            m = sparse.hstack([found, excluded], format="csr")
+        row = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+        norms = np.sqrt(np.bincount(row, weights=m.data.astype(np.float64) ** 2, minlength=m.shape[0]))
+        m.data = (m.data / np.maximum(norms, 1e-9)[row]).astype(np.float32)
+        return m
 
     def scores(self, X: pd.DataFrame, groups: Sequence[str] | None = None) -> np.ndarray:
         """Rows x universe similarity scores (0 for diseases without training rows)."""
