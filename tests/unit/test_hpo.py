@@ -111,7 +111,7 @@ def test_term_matrix_and_rows_by_table(knowledge):
     import numpy as np
     from scipy import sparse
 
-    from dxlab.features.terms import SMALL_BATCH, TermEncoder, rows_by_table
+    from dxlab.features.terms import DENSE_ROWS, TermEncoder, rows_by_table
 
     enc = TermEncoder(knowledge)
     alias = next(iter(enc.aliases))
@@ -124,6 +124,6 @@ def test_term_matrix_and_rows_by_table(knowledge):
     assert {"HP:0000001", "HP:0001166"} <= set(enc.term_ids[up.indices]) and set(up.data) == {1.0}
     rng = np.random.default_rng(0)
     table = sparse.random(50, enc.n_terms, density=0.01, format="csr", dtype=np.float32, random_state=1)
-    for n in (1, SMALL_BATCH + 5):
+    for n in (1, DENSE_ROWS + 5):
         rows = enc.matrix([list(rng.choice(enc.term_ids, 30)) for _ in range(n)], propagate=True)
         assert np.allclose(rows_by_table(rows, table), (rows @ table.T).toarray(), rtol=1e-5, atol=1e-6)

@@ -10,18 +10,26 @@ from scipy import sparse
 from dxlab.knowledge.base import Knowledge
 
 
-SMALL_BATCH = 32  # rows: below this a query block is multiplied dense (the API's one patient), above sparse
+DENSE_ROWS = 256  # patients per sparse-dense product (the dense right side: terms x 256 float32, ~40 MB at most)
+
+
+def table_by_rows(table: sparse.csr_matrix, rows: sparse.spmatrix) -> np.ndarray:
+    """`table @ rows.T` as a dense float32 array (table rows x patients): a large CSR table (diseases or reference
+    cases over terms) against patients' sparse rows over the same terms. The patients are made dense, DENSE_ROWS at
+    a time, and the table is never converted to another format: for one patient a sparse-sparse product costs
+    ~2 ms of bookkeeping against ~0.3 ms; for 256 reference-case similarities, 80 ms against 57 ms (measured on
+    the champion's 8,982 reference cases)."""
+    out = np.empty((table.shape[0], rows.shape[0]), dtype=np.float32)
+    right_t = rows.tocsr()
+    for start in range(0, rows.shape[0], DENSE_ROWS):
+        right = right_t[start:start + DENSE_ROWS].T.toarray().astype(table.dtype, copy=False)
+        out[:, start:start + DENSE_ROWS] = table @ right
+    return out
 
 
 def rows_by_table(rows: sparse.spmatrix, table: sparse.csr_matrix) -> np.ndarray:
-    """`rows @ table.T` as a dense float32 array: patients (sparse rows over terms) against a large CSR table
-    (diseases or reference cases over the same terms). The product is taken as `table @ rows.T`, so the large
-    table is never converted to another format, and with a dense right side for a few rows (a sparse-sparse
-    product costs ~2 ms of bookkeeping for one patient; a sparse-dense one, ~0.3 ms)."""
-    if rows.shape[0] <= SMALL_BATCH:
-        right = rows.T.toarray().astype(table.dtype, copy=False)
-        return np.ascontiguousarray((table @ right).T, dtype=np.float32)
-    return np.asarray((table @ rows.T.tocsr()).T.todense(), dtype=np.float32)
+    """`rows @ table.T` as a dense float32 array (patients x table rows): `table_by_rows`, transposed."""
+    return np.ascontiguousarray(table_by_rows(table, rows).T)
 
 
 class TermEncoder:

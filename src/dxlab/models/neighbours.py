@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from dxlab.features.terms import TermEncoder, rows_by_table
+from dxlab.features.terms import TermEncoder, table_by_rows
 
 
 class NeighbourScores:
@@ -59,6 +59,7 @@ class NeighbourScores:
         row = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
         norms = np.sqrt(np.bincount(row, weights=m.data.astype(np.float64) ** 2, minlength=m.shape[0]))
         m.data = (m.data / np.maximum(norms, 1e-9)[row]).astype(np.float32)
+        m.eliminate_zeros()  # terms without information (the root): no weight, and in every reference case
         return m
 
     def scores(self, X: pd.DataFrame, groups: Sequence[str] | None = None) -> np.ndarray:
@@ -69,15 +70,16 @@ class NeighbourScores:
         query = self.embed(X)
         groups = None if groups is None else np.asarray(groups, dtype=object)
         for start in range(0, len(X), self.batch):
-            sim = rows_by_table(query[start:start + self.batch], self.reference_)
+            # reference cases x patients: the reduction over each disease's cases runs down contiguous rows
+            sim = table_by_rows(self.reference_, query[start:start + self.batch])
             if groups is not None:  # leave-group-out
-                sim[groups[start:start + self.batch, None] == self.groups_[None, :]] = 0.0
-            sim = sim[:, self.order_]
+                sim[self.groups_[:, None] == groups[None, start:start + self.batch]] = 0.0
+            sim = sim[self.order_]
             if self.top_n == 1:
-                best = np.maximum.reduceat(sim, self.starts_, axis=1)
+                best = np.maximum.reduceat(sim, self.starts_, axis=0)
             else:
-                ends = np.r_[self.starts_[1:], sim.shape[1]]
-                best = np.stack([np.sort(sim[:, s:e], axis=1)[:, -self.top_n:].mean(axis=1)
-                                 for s, e in zip(self.starts_, ends)], axis=1)
-            out[start:start + self.batch, self.diseases_] = best
+                ends = np.r_[self.starts_[1:], sim.shape[0]]
+                best = np.stack([np.sort(sim[s:e], axis=0)[-self.top_n:].mean(axis=0)
+                                 for s, e in zip(self.starts_, ends)], axis=0)
+            out[start:start + self.batch, self.diseases_] = best.T
         return out
