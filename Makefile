@@ -24,6 +24,7 @@ help:
 	@echo "make ddxplus cross-validation of the model variants on DDXPlus (reports/ddxplus/summary.md)"
 	@echo "make params  recompose params.yaml from conf/ (what dvc exp run -S does)"
 	@echo "make text-eval  free text -> HPO findings on ../shared/data/text, cross-validated (reports/text/report.md)"
+	@echo "make screenshot  the clinician page with the champion answering the Marfan presentation (docs/img/clinician_page.png)"
 	@echo "make ask-next  what-to-ask-next suggestions judged on the case reports with half their findings hidden (reports/ask_next.md)"
 	@echo "make docs   build the documentation site (mkdocs.yml, docs/) into site/"
 
@@ -109,6 +110,11 @@ $(HPO3_RELEASE)/phenotype.hpoa: $(VENV)/hpo3/.installed-$(HPO3_VERSION) scripts/
 # Share of the shared case reports whose disease each knowledge source annotates (reports/knowledge_coverage.md).
 knowledge-coverage: setup hpo3-release
 	$(PY) bench/knowledge_coverage.py --models
+
+# The clinician's page with the champion answering the Marfan presentation, for the README (docs/img/).
+.PHONY: screenshot
+screenshot: setup browser
+	$(PY) scripts/screenshot.py
 
 # The ask-next suggestions on the case reports, folds by publication, part of each case's findings hidden: how often a
 # suggestion is a hidden finding and how far the true disease moves when it is added (reports/ask_next.md).
