@@ -186,3 +186,14 @@ def test_packed_forest_scores_as_scikit_learn(max_features):
 
     det.score_samples(new[:1])
     assert "packed_" not in pickle.loads(pickle.dumps(det)).__dict__  # derived state is not saved
+
+
+def test_knn_scores_a_few_rows_as_the_tree_does(gaussian):
+    """The few-rows path (exact distances to every training row) gives the tree's numbers."""
+    from dxlab.anomaly.detectors import KNNDetector
+
+    det = KNNDetector(n_neighbors=5).fit(gaussian(300))
+    new = gaussian(20) * 2
+    many = det.score_samples(new)  # 20 rows: the tree
+    few = np.concatenate([det.score_samples(new[i:i + 2]) for i in range(0, 20, 2)])
+    assert np.allclose(few, many, rtol=1e-12, atol=1e-12)
