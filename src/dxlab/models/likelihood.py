@@ -486,11 +486,26 @@ class LikelihoodCore:
             values = self.pair_log_lr(np.tile(terms, len(diseases)), np.repeat(diseases, len(terms)))
             obs[:, cols] = values.reshape(len(diseases), len(terms))
         exc = np.full((len(diseases), len(excluded)), np.nan, dtype=np.float32)
-        prob = self.profile_["prob"]
-        for i, t in enumerate(self.encoder_.normalise(x) for x in excluded):
-            if t is None:
-                continue
-            column = dense_rows(prob, np.asarray([index[t]]), 0.0)[0, diseases]
-            p = np.minimum(column, self.max_frequency)
-            exc[:, i] = np.log1p(-p) - np.log1p(-self.background_[index[t]])
+        known = [(i, index[t]) for i, t in enumerate(self.encoder_.normalise(x) for x in excluded) if t is not None]
+        if known:
+            cols = np.asarray([i for i, _ in known])
+            terms = np.asarray([t for _, t in known], dtype=np.int64)
+            p = np.minimum(self._stored(self.profile_["prob"], terms, diseases), self.max_frequency)
+            exc[:, cols] = np.log1p(-p) - np.log1p(-self.background_[terms])[None, :]
         return {"observed": obs, "excluded": exc}
+
+    @staticmethod
+    def _stored(csc: sparse.csc_matrix, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """len(rows) x len(cols) block of a CSC matrix, 0 where nothing is stored (distinct `rows`): read from the
+        columns' stored entries, without a dense column of the whole universe per term."""
+        slot = np.full(csc.shape[0], -1, dtype=np.int64)
+        slot[rows] = np.arange(len(rows))
+        starts, lengths = csc.indptr[cols], csc.indptr[cols + 1] - csc.indptr[cols]
+        first = np.cumsum(lengths) - lengths
+        positions = np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()))
+        owner = np.repeat(np.arange(len(cols)), lengths)
+        at = slot[csc.indices[positions]]
+        keep = at >= 0
+        out = np.zeros((len(rows), len(cols)), dtype=np.float64)
+        out[at[keep], owner[keep]] = csc.data[positions[keep]]
+        return out
