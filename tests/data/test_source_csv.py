@@ -73,8 +73,10 @@ def test_every_kind_of_bad_row_is_quarantined_with_its_reason(export, knowledge)
     assert set(fields_by_row) == set(EXPECTED)  # the good row is not quarantined
     assert list(validation.valid["source_row"]) == [1]
     reasons = " ".join(quarantined["reason"])
-    for needle in ("HP:9999999", "'X'", "malformed list", "duplicate", "missing diagnosis", "213", "not a number"):
+    for needle in ("HP:9999999", "unknown sex code", "malformed list", "duplicate", "missing diagnosis",
+                   "age outside [0, 120]", "not a number"):
         assert needle in reasons
+    assert "'X'" not in reasons and "213" not in reasons  # a reason describes a cell, never quotes it (issue 18)
     assert (quarantined["source_file"] == "export_2025-03-04.csv").all()
     assert validation.summary()["n_quarantined"] == len(EXPECTED)
 

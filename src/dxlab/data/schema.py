@@ -22,8 +22,10 @@ diagnosis_name   str         the diagnosis's name as the source gives it ("" whe
                              knowledge does not
 source           str         the source's name in the data config (hpo_cohort, case_reports, ddxplus, csv)
 group_id         str         the unit cross-validation folds never split: the publication of a case report
-                             ("PMID:123"), the patient of a hospital record; pseudonymised at ingest like
-                             patient_id unless it is a publication id (bibliographic, never a patient's)
+                             ("PMID:123", kept: bibliographic, never a patient's); any other group (a family, a
+                             patient across visits, else the row's own patient) is named at ingest after the
+                             place of its first row ("hpo_cohort/patients_2025-01-01.csv#17"): no raw value, and
+                             the same whatever the pseudonymisation key (dxlab.data.pseudonym.group_labels)
 source_file      str         file the row came from (relative path or basename)
 source_row       int         1-based row (line) number within that file, header excluded
 day              str         ISO date of the batch the row arrived in ("" when unknown)

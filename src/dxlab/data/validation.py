@@ -1,4 +1,7 @@
-"""Schema and value checks on the canonical table; bad rows are quarantined with file, row, field and reason."""
+"""Schema and value checks on the canonical table; bad rows are quarantined with file, row, field and reason.
+
+A reason never quotes a cell (`dxlab.data.quarantine`): "age outside [0, 120] years", not the age; an unknown
+term is named only when it is shaped like a vocabulary id."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from dxlab.data.quarantine import describe, ids_or_count, name_or_describe
 from dxlab.data.schema import CANONICAL_COLUMNS, ISSUE_COLUMNS, LIST_COLUMNS, SEX_CODES, RowIssue
 
 
@@ -63,9 +67,9 @@ def validate_table(
         else:
             seen.add(row.patient_id)
         if row.age == row.age and not (age_range[0] <= row.age <= age_range[1]):
-            add("age", f"age {row.age:g} outside [{age_range[0]:g}, {age_range[1]:g}] years")
+            add("age", f"age outside [{age_range[0]:g}, {age_range[1]:g}] years")
         if row.sex is not None and row.sex not in SEX_CODES:
-            add("sex", f"unknown sex code {row.sex!r}")
+            add("sex", f"unknown sex code ({describe(row.sex)}; expected one of {sorted(SEX_CODES)})")
         for col in LIST_COLUMNS:
             value = getattr(row, col)
             if not isinstance(value, (list, tuple, np.ndarray)):
@@ -74,17 +78,18 @@ def validate_table(
             add("findings", "no observed findings")
         if term_is_known is not None:
             for col in ("findings", "excluded"):
-                unknown = [t for t in getattr(row, col) if not term_is_known(t)]
+                terms = list(getattr(row, col))
+                unknown = [t for t in terms if not term_is_known(t)]
                 if unknown:
-                    add(col, f"unknown term id(s) {unknown[:5]}")
+                    add(col, f"unknown term id(s): {len(unknown)} of {len(terms)} ({ids_or_count(unknown)})")
         if labelled and not row.diagnosis:
             add("diagnosis", "missing diagnosis in training data")
         elif row.diagnosis and disease_is_known is not None and not disease_is_known(row.diagnosis):
-            add("diagnosis", f"unknown disease id {row.diagnosis!r}")
+            add("diagnosis", f"unknown disease id ({name_or_describe(row.diagnosis)})")
         for name, (lo, hi) in (measurement_ranges or {}).items():
             value = (row.measurements or {}).get(name)
             if value is not None and not (lo <= value <= hi):
-                add(f"measurements.{name}", f"{name} {value:g} outside [{lo:g}, {hi:g}]")
+                add(f"measurements.{name}", f"{name} outside [{lo:g}, {hi:g}]")
     quarantined = pd.DataFrame(issues, columns=ISSUE_COLUMNS)
     quarantined["source"] = quarantined["source"].fillna("").astype(str)
     # an adapter's issue names its file and row; the source when ingest has set it (one source's files only)

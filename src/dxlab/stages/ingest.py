@@ -15,7 +15,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from dxlab.data.notes import NoteReader, note_reader
-from dxlab.data.pseudonym import load_key, pseudonymise, pseudonymise_group
+from dxlab.data.pseudonym import group_labels, key_file, load_key, pseudonymise
 from dxlab.data.schema import ISSUE_COLUMNS, IngestResult, empty_table, to_parquet
 from dxlab.data.sources import source_specs
 from dxlab.stages._runner import main_for, write_json
@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 def ingest(source, key: bytes, notes: NoteReader | None = None, notes_mode: str = "merge",
            note_counts: dict | None = None) -> IngestResult:
     """One source's files -> canonical rows, notes read (when a reader is given); patient ids (and patient-level
-    groups) become keyed pseudonyms. `note_counts` (if given) adds up what was read."""
+    groups) become keyed pseudonyms; a row's group becomes a key-independent label (`group_labels`).
+    `note_counts` (if given) adds up what was read."""
     tables, issues = [], []
+    first_seen: dict = {}  # group -> label, over every file of the source
     files = source.files()
     if not files:
         raise FileNotFoundError(f"source {source.name!r}: no input files found under {source.path}")
@@ -38,11 +40,12 @@ def ingest(source, key: bytes, notes: NoteReader | None = None, notes_mode: str 
             for k, v in counts.items():
                 if note_counts is not None:
                     note_counts[k] = note_counts.get(k, 0) + v
-        raw_ids = result.table["patient_id"].astype(str)
+        raw_ids = result.table["patient_id"].fillna("").astype(str)
         pseudo = [pseudonymise(pid, key, source.name) for pid in raw_ids]
         by_row = dict(zip(result.table["source_row"], pseudo))
-        groups = result.table["group_id"].fillna("").astype(str)
-        result.table["group_id"] = [pseudonymise_group(g, p, key, source.name) for g, p in zip(groups, pseudo)]
+        result.table["group_id"] = group_labels(result.table["group_id"].fillna("").astype(str), raw_ids,
+                                                result.table["source_file"].astype(str), result.table["source_row"],
+                                                source.name, first_seen)
         result.table["patient_id"] = pseudo
         result.table["source"] = source.name
         for issue in result.issues:  # the raw id never leaves the adapter
@@ -55,7 +58,7 @@ def ingest(source, key: bytes, notes: NoteReader | None = None, notes_mode: str 
 
 
 def run(cfg: DictConfig) -> dict:
-    key = load_key(Path(cfg.paths.interim).parent / ".pseudonym_key")
+    key = load_key(key_file(cfg), create=True)  # the pipeline's first run makes the key; nothing else may
     # notes become HPO findings: a source of other codes (DDXPlus evidences) has its notes left as they are
     notes = note_reader(cfg) if cfg.data.get("vocabulary", "hpo") == "hpo" else None
     tables, issues, by_source = [], [], {}

@@ -1,5 +1,6 @@
 """Stage `validate`: schema and value checks per source; bad rows to data/quarantine/ with source, file, row,
-field and reason (never the raw value)."""
+field and reason (never the raw value: `dxlab.data.quarantine`). The rows themselves, for the data owner to fix,
+go to data/quarantine/raw/rows.raw.csv alone, readable by its owner only."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
+from dxlab.data.quarantine import RAW_FOLDER, RAW_ROWS, raw_rows, write_raw_rows
 from dxlab.data.schema import ISSUE_COLUMNS, read_parquet, to_parquet
 from dxlab.data.validation import TooManyBadRows, ValidationResult, validate_table
 from dxlab.knowledge.base import Knowledge
@@ -48,6 +50,7 @@ def run(cfg: DictConfig) -> dict:
     quarantine.mkdir(parents=True, exist_ok=True)
     result.quarantined.sort_values(["source", "source_file", "source_row"]).to_csv(quarantine / "quarantine.csv",
                                                                                    index=False)
+    write_raw_rows(raw_rows(result.quarantined, table, _source_files(cfg)), quarantine / RAW_FOLDER / RAW_ROWS)
     to_parquet(result.valid, interim / "patients.parquet")
     summary = {**result.summary(), "sources": by_source}
     write_json(summary, Path(cfg.paths.reports) / "stages" / "validate.json")
@@ -62,6 +65,25 @@ def run(cfg: DictConfig) -> dict:
             f"validation, above validate.max_bad_fraction={v.max_bad_fraction}: see {quarantine / 'quarantine.csv'}")
     return {k: v for k, v in summary.items() if k != "sources"} | {
         f"{name}_n_valid": s["n_valid"] for name, s in by_source.items()}
+
+
+def _source_files(cfg) -> dict[str, Path]:
+    """source_file (as the adapters name it) -> path, to read the quarantined rows back as they were written."""
+    from dxlab.data.sources import source_specs
+
+    files: dict[str, Path] = {}
+    for spec in source_specs(cfg):
+        try:
+            paths = spec.adapter.files()
+        except (FileNotFoundError, OSError):
+            continue
+        root = Path(getattr(spec.adapter, "path", "."))
+        for path in paths:
+            path = Path(path)
+            files.setdefault(path.name, path)
+            if root.is_dir() and path.is_relative_to(root):
+                files.setdefault(str(path.relative_to(root)), path)
+    return files
 
 
 def main() -> None:

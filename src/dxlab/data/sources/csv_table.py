@@ -5,6 +5,7 @@ The embedded simulated cohort is read with this adapter too: its daily exports a
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dxlab.data.quarantine import describe
 from dxlab.data.schema import IngestResult, RowIssue, make_table
 
 _LIST_ITEM = re.compile(r"^[A-Za-z0-9_.:@\-]+$")
@@ -45,12 +47,17 @@ class CsvSource:
         self.day_column = day_column
 
     def files(self) -> list[Path]:
+        """The files of the folder matching `pattern`, whatever the case of their names (`Patients_X.CSV` too)."""
         path = Path(self.path)
         if path.is_file():
             return [path]
         if not path.is_dir():
             raise FileNotFoundError(f"{self.name}: input {path} does not exist")
-        return sorted(path.glob(self.pattern))
+        if "/" in self.pattern or "**" in self.pattern:
+            return sorted(path.glob(self.pattern))
+        pattern = self.pattern.lower()
+        return sorted((p for p in path.iterdir() if p.is_file() and fnmatch.fnmatchcase(p.name.lower(), pattern)),
+                      key=lambda p: (p.name.lower(), p.name))
 
     def read_file(self, path) -> IngestResult:
         path = Path(path)
@@ -58,7 +65,8 @@ class CsvSource:
         wanted = [c for c in self.columns.values()] + list(self.measurement_columns)
         missing = [c for c in wanted if c not in frame.columns]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; the file has {list(frame.columns)}")
+            # the file's own header is not named: a file without one has its first row there
+            raise ValueError(f"{path}: missing column(s) {missing}; the file has {len(frame.columns)} column(s)")
         day = ""
         if self.day_pattern and (match := re.search(self.day_pattern, path.name)):
             day = match.group(1)
@@ -87,13 +95,14 @@ class CsvSource:
             codes = self.sex_codes or {"F": "F", "M": "M"}
             row["sex"] = codes.get(sex_raw)
             if row["sex"] is None:
-                issue("sex", f"unknown sex code {sex_raw!r} (expected one of {sorted(codes)})")
+                issue("sex", f"unknown sex code ({describe(sex_raw)}; expected one of {sorted(codes)})")
         fh_raw = record.get(col.get("family_history", ""), "").strip().lower()
         if fh_raw:
             codes = self.family_history_codes or {"yes": 1.0, "no": 0.0}
             row["family_history"] = codes.get(fh_raw, float("nan"))
             if fh_raw not in codes:
-                issue("family_history", f"unknown family history value {fh_raw!r}")
+                issue("family_history", f"unknown family history value ({describe(fh_raw)}; expected one of "
+                                        f"{sorted(codes)})")
         for field in ("findings", "excluded", "history"):
             row[field] = self._list(record.get(col.get(field, ""), ""), field, issue)
         row["note"] = record.get(col.get("note", ""), "")
@@ -117,8 +126,8 @@ class CsvSource:
         items = [item.strip() for item in text.split(self.list_separator)]
         bad = [item for item in items if not _LIST_ITEM.match(item)]
         if bad:
-            issue(field, f"malformed list: items {bad[:3]} in {text[:60]!r} (expected ids separated by "
-                         f"{self.list_separator!r})")
+            issue(field, f"malformed list: {len(bad)} of {len(items)} item(s) not an id ({describe(text)}; "
+                         f"expected ids separated by {self.list_separator!r})")
             return []
         return list(dict.fromkeys(items))
 
@@ -130,9 +139,9 @@ def _number(text: str, field: str, issue) -> float:
     try:
         value = float(text)
     except ValueError:
-        issue(field, f"not a number: {text[:30]!r}")
+        issue(field, f"not a number ({describe(text)})")
         return float("nan")
     if math.isnan(value) or math.isinf(value):
-        issue(field, f"not a finite number: {text!r}")
+        issue(field, "not a finite number")
         return float("nan")
     return value

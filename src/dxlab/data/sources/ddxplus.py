@@ -46,6 +46,7 @@ from typing import Any
 
 import pandas as pd
 
+from dxlab.data.quarantine import describe, name_or_describe
 from dxlab.data.schema import IngestResult, RowIssue, empty_table, make_table
 
 __all__ = ["DDXPlusSource", "evidence_catalog", "label_finding", "load_evidences", "load_conditions"]
@@ -202,30 +203,30 @@ class _EvidenceParser:
         base, sep, value = token.partition(VALUE_SEP)
         entry = self.evidences.get(base)
         if entry is None:
-            return _Parsed("issue", "findings", reason=f"unknown evidence code {token!r}")
+            return _Parsed("issue", "findings", reason=f"unknown evidence code ({name_or_describe(token)})")
         place = "history" if entry.get("is_antecedent") else "findings"
         dtype = entry.get("data_type")
         if not sep:
             if dtype == "B":
                 return _Parsed(place, token)
-            return _Parsed("issue", place, reason=f"evidence {base} (type {dtype}) needs a value, got {token!r}")
+            return _Parsed("issue", place, reason=f"evidence {base} (type {dtype}) needs a value, got none")
         if dtype == "B":
-            return _Parsed("issue", place, reason=f"binary evidence {base} takes no value, got {token!r}")
+            return _Parsed("issue", place, reason=f"binary evidence {base} takes no value, got one")
         possible = entry.get("possible-values") or []
         if is_ordinal(entry):
             try:
                 number = float(value)
             except ValueError:
-                return _Parsed("issue", "measurements", reason=f"non-numeric value in {token!r}")
+                return _Parsed("issue", "measurements", reason=f"non-numeric value of {base} ({describe(value)})")
             if not any(math.isclose(number, float(v)) for v in possible):
                 return _Parsed(
                     "issue",
                     "measurements",
-                    reason=f"value {value} of {base} outside its scale {min(possible)}-{max(possible)}",
+                    reason=f"value of {base} outside its scale {min(possible)}-{max(possible)}",
                 )
             return _Parsed("measurements", base, value=number)
         if value not in {str(v) for v in possible}:
-            return _Parsed("issue", place, reason=f"unknown value {value!r} for evidence {base} in {token!r}")
+            return _Parsed("issue", place, reason=f"unknown value ({name_or_describe(value)}) for evidence {base}")
         return _Parsed(place, token)
 
 
@@ -421,23 +422,23 @@ class DDXPlusSource:
             try:
                 age = float(age_text)
             except ValueError:
-                issue("age", f"non-numeric age {age_text!r}")
+                issue("age", f"non-numeric age ({describe(age_text)})")
             else:
                 if not math.isfinite(age) or age < 0:
-                    issue("age", f"invalid age {age_text!r}")
+                    issue("age", "invalid age (negative or not finite)")
                     age = float("nan")
 
         sex_text = _text(rec["sex"])
         sex = SEX_MAP.get(sex_text.upper()) if sex_text else None
         if sex_text and sex is None:
-            issue("sex", f"unknown sex code {sex_text!r}")
+            issue("sex", f"unknown sex code ({describe(sex_text)})")
 
         diagnosis = None
         pathology = _text(rec["diagnosis"])
         if not pathology:
             issue("diagnosis", "missing pathology")
         elif pathology not in self.conditions:
-            issue("diagnosis", f"unknown pathology {pathology!r} (not in release_conditions.json)")
+            issue("diagnosis", f"unknown pathology ({describe(pathology)}; not in release_conditions.json)")
         elif self.diagnosis_as == "icd10":
             diagnosis = self.conditions[pathology]
             if not diagnosis:
@@ -453,7 +454,7 @@ class DDXPlusSource:
         else:
             tokens = _split_list(features_text)
             if tokens is None:
-                issue("findings", f"unparsable evidence list {features_text[:80]!r}")
+                issue("findings", f"unparsable evidence list ({describe(features_text)})")
                 tokens = []
             parse = self.evidence_parser
             for token in tokens:

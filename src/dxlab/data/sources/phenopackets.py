@@ -33,6 +33,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from dxlab.data.quarantine import describe, name_or_describe
 from dxlab.data.schema import IngestResult, RowIssue, make_table
 from dxlab.knowledge.hpo import ONSET_AGE_RANGES, PEDIATRIC_ONSET
 
@@ -123,7 +124,7 @@ class _Row:
             return
         key = value.strip().upper() if isinstance(value, str) else None
         if key not in SEX_MAP:
-            self.issue("sex", f"unknown sex {value!r}")
+            self.issue("sex", f"unknown sex ({describe(value)})")
             return
         self.fields["sex"] = SEX_MAP[key]
 
@@ -143,7 +144,7 @@ class _Row:
         else:
             number = None
         if number is None or not math.isfinite(number) or number < 0:
-            self.issue(field, f"invalid {what} {value!r}")
+            self.issue(field, f"invalid {what} ({describe(value)})")
             return None
         return number
 
@@ -161,14 +162,14 @@ class _Row:
         if values is None:
             return
         if not isinstance(values, list):
-            self.issue(field, f"{field} is not a list: {str(values)[:80]!r}")
+            self.issue(field, f"{field} is not a list ({describe(values)})")
             return
         kept = []
         for term in values:
             if isinstance(term, str) and HPO_ID.fullmatch(term.strip()):
                 kept.append(term.strip())
             else:
-                self.issue(field, f"bad HPO term id {term!r}")
+                self.issue(field, f"bad HPO term id ({name_or_describe(term)})")
         self.fields[field] = list(dict.fromkeys(kept))
 
     def set_publication(self, value: Any) -> None:
@@ -181,7 +182,7 @@ class _Row:
         if isinstance(value, str) and value.strip():
             self.fields["diagnosis"] = canonical_disease_id(value)
         else:
-            self.issue("diagnosis", "missing diagnosis" if value in (None, "") else f"bad diagnosis {value!r}")
+            self.issue("diagnosis", "missing diagnosis" if value in (None, "") else f"bad diagnosis ({describe(value)})")
 
 
 DISEASE_PREFIXES = {"OMIM": "OMIM", "MIM": "OMIM", "ORPHA": "ORPHA", "ORPHANET": "ORPHA"}
@@ -355,7 +356,7 @@ class PhenopacketsSource:
         elif kind == "flat":
             _fill_flat(row, record)
         else:
-            row.issue("row", f"not a case record: {str(record)[:80]!r}")
+            row.issue("row", f"not a case record ({describe(record)})")
         return row.fields
 
     def _read_jsonl(self, path: Path, text: str) -> IngestResult:
