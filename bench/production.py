@@ -186,9 +186,10 @@ def bench_api(patients: list[dict], seconds: int, connections: int, env: dict) -
         "data": [[";".join(p["findings"]), ";".join(p["excluded"]), "", p["age"], p["sex"], 0.0]]}}).encode()
         for p in patients]
     variants = [
-        ("dxlab serve (names, findings for and against, types, anomaly)", [dxlab, "serve"], [], "/v1/predict",
+        ("dxlab serve (names, findings for and against, types, anomaly)", [dxlab, "serve", "--insecure-no-api-key"],
+         [], "/v1/predict",
          api_bodies, "/readyz"),
-        ("dxlab serve (probabilities only)", [dxlab, "serve"],
+        ("dxlab serve (probabilities only)", [dxlab, "serve", "--insecure-no-api-key"],
          ["serve.api.explain_method=none", "serve.anomaly_detector=null"], "/v1/predict", api_bodies, "/readyz"),
         ("mlflow models serve (pyfunc, same model: top 10)", [mlflow_bin, "models", "serve", "-m",
                                                               "models:/dxlab@champion", "--env-manager", "local",

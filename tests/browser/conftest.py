@@ -59,7 +59,8 @@ def server(request):
     _, cfg = request.getfixturevalue("prod_project")
     os.environ["MLFLOW_TRACKING_URI"] = cfg.tracking.uri  # the fixture's registry, while the model loads
     port = _free_port()
-    uv = uvicorn.Server(uvicorn.Config(app_from_config(cfg), host="127.0.0.1", port=port, log_level="warning"))
+    app = app_from_config(cfg, require_key=False)  # the page's tests type no key: keyless, explicitly
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, name="dxlab-test-server", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -39,7 +39,7 @@ def test_one_patient_and_a_batch(client, example):
     body = r.json()
     assert body["model"] == "diagnostic" and body["model_version"] == "1"
     (pred,) = body["predictions"]
-    assert pred["patient_id"].startswith("px-") and "RAW-ID" not in r.text
+    assert pred["patient_id"] == "RAW-ID-0042" and "px-" not in r.text  # the caller's own id, no pseudonym
     probs = [d["probability"] for d in pred["diagnoses"]]
     assert probs == sorted(probs, reverse=True) and 0 < probs[0] <= 1
     assert all(d["name"] for d in pred["diagnoses"])
@@ -114,6 +114,19 @@ def test_metrics_count_requests_predictions_and_drift(prod_project, client, exam
     assert info[0].labels == {"model": "diagnostic", "version": "1"} and info[0].value == 1
 
 
+def test_metrics_labels_stay_bounded_under_random_methods_and_paths(client):
+    """Made-up methods and paths must not each become a new series on /metrics (unbounded memory)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for i in range(5):
+        client.request(f"BREW{i}", f"/no/such/path/{i}")
+        client.get(f"/nothing-{i}")
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    labels = {(s.labels["endpoint"], s.labels["method"]) for s in families["dxlab_requests"].samples}
+    assert not any(m.startswith("BREW") for _, m in labels) and ("other", "other") in labels
+    assert not any(e.startswith(("/no/", "/nothing")) for e, _ in labels)
+
+
 def test_health_ready_and_docs(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
@@ -127,7 +140,7 @@ def test_not_ready_without_a_model():
     def fail():
         raise FileNotFoundError("no model here")
 
-    app = create_app(ModelHolder(fail, lambda: ""), ApiSettings(reload_interval_s=0), b"k")
+    app = create_app(ModelHolder(fail, lambda: ""), ApiSettings(reload_interval_s=0, require_key=False))
     with TestClient(app) as c:
         assert c.get("/healthz").status_code == 200
         r = c.get("/readyz")
@@ -148,8 +161,8 @@ def test_api_key_from_the_environment(prod_project, monkeypatch, example):
 def test_only_pseudonyms_reach_the_log(client, example, caplog):
     with caplog.at_level(logging.DEBUG):
         r = client.post("/v1/predict", json=example)
-    pseudonym = r.json()["predictions"][0]["patient_id"]
-    assert pseudonym in caplog.text
+    assert r.json()["predictions"][0]["patient_id"] == "RAW-ID-0042"
+    assert "px-" in caplog.text  # the log names the patient by the process's own pseudonym
     assert "RAW-ID-0042" not in caplog.text and example["findings"][0] not in caplog.text
 
 
@@ -164,7 +177,7 @@ def test_model_reloads_when_the_alias_moves(prod_project, example):
     v1 = client.get_model_version_by_alias("dxlab", "champion").version
     holder = ModelHolder(lambda: Scorer.from_config(cfg, explain="none"),
                          lambda: model_version(cfg.serve.model, cfg.paths.models, cfg.tracking.uri))
-    app = create_app(holder, ApiSettings(reload_interval_s=0.2), b"k")
+    app = create_app(holder, ApiSettings(reload_interval_s=0.2, require_key=False))
     with TestClient(app) as c:
         first = c.post("/v1/predict", json=example).json()
         assert first["model_version"] == str(v1) and first["model"] == "diagnostic"
@@ -213,7 +226,7 @@ def test_a_real_case_gets_the_top_10_evaluate_external_gives_it(prod_project, tm
     expected = pd.read_csv(tmp_path / "out" / "ranks.csv")["top10"].iloc[0].split(";")
     holder = ModelHolder(lambda: scorer, lambda: scorer.model_version)
     scorer.top_k = 10
-    with TestClient(create_app(holder, ApiSettings(reload_interval_s=0), b"k")) as c:
+    with TestClient(create_app(holder, ApiSettings(reload_interval_s=0, require_key=False))) as c:
         body = {"findings": case["observed"], "excluded": case["excluded"],
                 "sex": {"MALE": "M", "FEMALE": "F"}.get(case["sex"]), "age": case["age_years"],
                 "measurements": {} if case.get("onset_years") is None else {"onset_years": case["onset_years"]}}

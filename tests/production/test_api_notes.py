@@ -59,7 +59,7 @@ def test_a_note_only_patient_gets_a_differential_and_the_spans_read(client):
     cited = {(f["hpo_id"], f.get("finding")) for d in pred["diagnoses"] for f in d["supporting"] + d["against"]}
     assert cited and {t for t, _ in cited} <= present | negated
     assert {k["hpo_id"] for k in pred["key_findings"]} <= present
-    assert pred["patient_id"].startswith("px-") and "RAW-NOTE-7" not in r.text
+    assert pred["patient_id"] == "RAW-NOTE-7" and "px-" not in r.text  # the caller's own id, no pseudonym
 
 
 def test_notes_rank_simulated_patients_about_as_well_as_their_findings(client, simulated):

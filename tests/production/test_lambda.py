@@ -36,7 +36,7 @@ def test_rest_event_is_answered_like_the_api(lambda_env):
     body = json.loads(response["body"])
     assert body["model"] == "diagnostic"
     (pred,) = body["predictions"]
-    assert pred["patient_id"].startswith("px-") and "LAMBDA-RAW-7" not in response["body"]
+    assert pred["patient_id"] == "LAMBDA-RAW-7" and "px-" not in response["body"]  # the caller's own id
     assert len(pred["diagnoses"]) == 5 and pred["diagnoses"][0]["name"]
     assert {k["hpo_id"] for k in pred["key_findings"]} <= set(findings)
     assert pred["anomaly"]["flag"] in (True, False)

@@ -30,10 +30,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the prediction API and the clinician page (FastAPI + uvicorn): /, /v1/predict, /v1/terms, /healthz,
-    /readyz, /metrics, /docs."""
-    from dxlab.serving.api import serve
+    /readyz, /metrics, /docs. Refuses to start without an API key (serve.api.api_key_env) unless told
+    --insecure-no-api-key."""
+    import sys
 
-    serve(_cfg(args), args.host, args.port, args.model)
+    from dxlab.serving.api import MissingApiKey, serve
+
+    try:
+        serve(_cfg(args), args.host, args.port, args.model, require_key=False if args.insecure_no_api_key else None)
+    except MissingApiKey as err:
+        print(f"dxlab serve: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -83,7 +90,11 @@ def add_commands(sub) -> None:
     p = sub.add_parser("serve", help=cmd_serve.__doc__, description=cmd_serve.__doc__)
     p.add_argument("--host", default=None, help="default serve.api.host (127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="default serve.api.port (8000)")
-    p.add_argument("--model", default=None, help="serve this model instead of the champion (no reload)")
+    p.add_argument("--model", default=None, help="serve this model instead of the champion: a registry URI, a "
+                   ".joblib path or a model name under paths.models (the only way a local file is served)")
+    p.add_argument("--insecure-no-api-key", action="store_true",
+                   help="serve without an API key (anyone who reaches the port may call; logged, and said in an "
+                   "X-DXLab-Warning header on every response); same as serve.api.require_key=false")
     p.add_argument("overrides", **overrides)
     p.set_defaults(func=cmd_serve)
 

@@ -12,6 +12,8 @@ Where the model comes from (`resolve_model`):
   carries the joblib file as its `model` artifact, loaded directly so that `predict_proba` stays available);
 - a path to a `.joblib` file;
 - a bare name: `<models_dir>/<name>.joblib`.
+A registry model that cannot be loaded is an error: the serving path (`Scorer.from_config`, the API's reload
+checks) never puts a local file in its place -- a local file is served only when it is named (`--model`).
 """
 
 from __future__ import annotations
@@ -139,7 +141,9 @@ def _load_registry(uri: str, tracking_uri: str | None) -> ModelHandle:
 
 def resolve_model(spec: str, models_dir: str | Path = "models", tracking_uri: str | None = None,
                   fallback: str | None = None) -> ModelHandle:
-    """Load a model from the registry, a .joblib path or `<models_dir>/<name>.joblib` (see the module doc)."""
+    """Load a model from the registry, a .joblib path or `<models_dir>/<name>.joblib` (see the module doc).
+    `fallback`: a local model to load when the registry cannot give `spec` -- for a caller that asks for it by
+    name; the serving path never passes one (an unapproved file must not stand in for the champion)."""
     spec = str(spec)
     if is_registry_uri(spec):
         try:
@@ -158,16 +162,14 @@ def resolve_model(spec: str, models_dir: str | Path = "models", tracking_uri: st
     return ModelHandle(joblib.load(path), path.stem, str(path), f"file:{int(stat.st_mtime)}:{stat.st_size}")
 
 
-def model_version(spec: str, models_dir: str | Path = "models", tracking_uri: str | None = None,
-                  fallback: str | None = None) -> str:
-    """What `resolve_model` would load now, as a version string (for reload checks); '' when unknown."""
-    try:
-        if is_registry_uri(spec):
+def model_version(spec: str, models_dir: str | Path = "models", tracking_uri: str | None = None) -> str:
+    """What `resolve_model` would load now, as a version string (for reload checks); '' when unknown (the
+    registry cannot say: never a local file's version instead)."""
+    if is_registry_uri(spec):
+        try:
             return registry_version(spec, tracking_uri)
-    except Exception:  # noqa: BLE001
-        if not fallback:
+        except Exception:  # noqa: BLE001 - MLflow raises generic exceptions for a registry it cannot reach
             return ""
-        spec = fallback
     path = Path(spec) if str(spec).endswith(".joblib") else Path(models_dir) / f"{spec}.joblib"
     if not path.exists():
         return ""
@@ -277,13 +279,14 @@ class Scorer:
     @classmethod
     def from_config(cls, cfg, model: str | None = None, explain: str | None = None,
                     tracking_uri: str | None = None, detector: str | bool | None = None) -> "Scorer":
-        """From the composed config (`serve` group); `model` overrides serve.model (then no fallback)."""
+        """From the composed config (`serve` group); `model` overrides serve.model. A registry model that cannot be
+        loaded raises: no local file stands in for it (serve.model names what is served, nothing else does)."""
         from dxlab.tracking.mlflow_tracking import tracking_uri as configured_uri
 
         s = cfg.serve
         spec = model or s.model
         uri = tracking_uri or (configured_uri(cfg) if is_registry_uri(spec) else None)
-        handle = resolve_model(spec, cfg.paths.models, uri, fallback=None if model else s.get("fallback_model"))
+        handle = resolve_model(spec, cfg.paths.models, uri)
         path = s.get("anomaly_detector") if detector is None else (detector or None)
         found = None
         if path and Path(path).exists():
