@@ -19,6 +19,7 @@ help:
 	@echo "make test    run the test suite (installs what it needs)"
 	@echo "make ui      open the MLflow UI on the project's store (mlflow.db)"
 	@echo "make bench   training time, memory, throughput and quality per model (bench/results.md)"
+	@echo "make faults  the API soaked with 50 clients and bad requests, a batch run killed and resumed (bench/faults.md)"
 	@echo "make anomaly-bench  anomaly detectors on ../shared/data/adbench against ADBench (reports/anomaly_benchmark.md)"
 	@echo "make sweep   rare-disease strategies x models judged on the real cases by folds of publications (reports/sweep/summary.md)"
 	@echo "make ddxplus cross-validation of the model variants on DDXPlus (reports/ddxplus/summary.md)"
@@ -81,6 +82,14 @@ bench: setup
 	$(PY) bench/models.py --out bench
 	$(PY) bench/production.py
 	$(PY) bench/external.py
+
+# Soak (the API with an API key, 50 clients for 60 s, 5 % bad requests) and fault (`dxlab predict` killed with
+# SIGKILL, then rerun) benchmarks, after `make repro`: bench/faults.md.
+# FAULTS="--seconds 5 --clients 4 --patients 600" for a quick look.
+.PHONY: faults
+FAULTS ?=
+faults: setup
+	$(PY) bench/faults.py $(FAULTS)
 
 # Apache Airflow pins FastAPI below what the API needs: the DAG test uses its own environment (optional).
 airflow-venv: $(VENV)/airflow/.installed
