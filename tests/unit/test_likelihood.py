@@ -176,3 +176,20 @@ def test_leave_group_out_equals_a_refit_without_that_group(knowledge):
             np.testing.assert_allclose(lopo[name][:, cols], fresh[name], rtol=1e-5, atol=1e-4, err_msg=name)
     # and the group matters: using it changes the scores
     assert not np.allclose(score(core, query, ["PMID:1"] * 2), score(core, query))
+
+
+def test_best_match_cache_is_safe_under_concurrent_requests(knowledge):
+    """Concurrent requests share the best-match cache; a row cached when one request looked and evicted by another
+    before it read it must be computed again (found by the soak benchmark as a KeyError -> 500). A tiny cache and
+    many threads make evictions constant; every answer must equal the uncached one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    classes = omim(knowledge)
+    core = LikelihoodCore(case_profiles=False, match_cache_rows=4).fit(knowledge, classes, len(classes))
+    rng = np.random.default_rng(0)
+    terms = np.asarray(sorted({int(t) for t in rng.integers(0, core.encoder_.n_terms, 60)}))
+    requests = [rng.choice(terms, size=8, replace=False) for _ in range(300)]
+    expected = [core._best_match(core.profile_, r) for r in requests]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda r: core.best_match(core.profile_, r), requests))
+    assert all(np.array_equal(g, e) for g, e in zip(got, expected))

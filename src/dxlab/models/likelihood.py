@@ -257,7 +257,7 @@ class LikelihoodCore:
         with lock:
             missing = [int(t) for t in dict.fromkeys(terms) if int(t) not in store]
         computed = self._best_match(profile, np.asarray(missing, dtype=int)) if missing else None
-        return self._from_cache(store, lock, terms, missing, computed)
+        return self._from_cache(store, lock, terms, missing, computed, profile)
 
     def _match_cache(self, profile: dict):
         if self.match_cache_rows <= 0 or not (profile is getattr(self, "profile_", None)
@@ -272,19 +272,27 @@ class LikelihoodCore:
             caches[key] = (OrderedDict(), threading.Lock())
         return caches[key]
 
-    def _from_cache(self, store, lock, terms, missing, computed) -> np.ndarray:
+    def _from_cache(self, store, lock, terms, missing, computed, profile) -> np.ndarray:
+        """The rows of `terms`, the computed ones stored. A row that was cached when the caller looked but that
+        another thread has evicted since (concurrent requests share the cache) is computed again, never missed."""
         limit = max(self.match_cache_rows // 2, 1)  # the two cached profiles share the budget
+        out = np.empty((len(terms), self.profile_["floor"].shape[0]), dtype=np.float32)
+        evicted = []
         with lock:
             if computed is not None:
                 for i, t in enumerate(missing):
                     store[t] = computed[i]
-            out = np.empty((len(terms), self.profile_["floor"].shape[0]), dtype=np.float32)
             for i, t in enumerate(terms):
-                t = int(t)
-                out[i] = store[t]
-                store.move_to_end(t)
+                row = store.get(int(t))
+                if row is None:
+                    evicted.append(i)
+                    continue
+                out[i] = row
+                store.move_to_end(int(t))
             while len(store) > limit:
                 store.popitem(last=False)
+        if evicted:
+            out[evicted] = self._best_match(profile, np.asarray([int(terms[i]) for i in evicted], dtype=int))
         return out
 
     def _best_match(self, profile: dict, terms: np.ndarray) -> np.ndarray:
