@@ -179,17 +179,22 @@ def test_leave_group_out_equals_a_refit_without_that_group(knowledge):
 
 
 def test_best_match_cache_is_safe_under_concurrent_requests(knowledge):
-    """Concurrent requests share the best-match cache; a row cached when one request looked and evicted by another
-    before it read it must be computed again (found by the soak benchmark as a KeyError -> 500). A tiny cache and
-    many threads make evictions constant; every answer must equal the uncached one."""
+    """Concurrent requests share the best-match store; a row stored when one request looked and evicted by another
+    before its product must be computed again (found by the soak benchmark as a KeyError -> 500). A tiny store (two
+    rows per profile: every request is scored in chunks, evicting all the time) and many threads; every answer must
+    equal the uncached one, and the store must stay within its capacity."""
     from concurrent.futures import ThreadPoolExecutor
 
     classes = omim(knowledge)
     core = LikelihoodCore(case_profiles=False, match_cache_rows=4).fit(knowledge, classes, len(classes))
+    # the same chunks of two terms, summed in the same order
+    uncached = LikelihoodCore(case_profiles=False, match_cache_rows=0, batch_terms=2).fit(knowledge, classes, len(classes))
     rng = np.random.default_rng(0)
     terms = np.asarray(sorted({int(t) for t in rng.integers(0, core.encoder_.n_terms, 60)}))
-    requests = [rng.choice(terms, size=8, replace=False) for _ in range(300)]
-    expected = [core._best_match(core.profile_, r) for r in requests]
+    requests = [[sorted(rng.choice(terms, size=4, replace=False).tolist()) for _ in range(3)] for _ in range(300)]
+    expected = [uncached._observed(uncached.profile_, r) for r in requests]
     with ThreadPoolExecutor(8) as pool:
-        got = list(pool.map(lambda r: core.best_match(core.profile_, r), requests))
+        got = list(pool.map(lambda r: core._observed(core.profile_, r), requests))
     assert all(np.array_equal(g, e) for g, e in zip(got, expected))
+    store = core._match_cache(core.profile_)
+    assert len(store.slot_of) == store.capacity == 2

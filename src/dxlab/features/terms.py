@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -13,17 +14,42 @@ from dxlab.knowledge.base import Knowledge
 DENSE_ROWS = 256  # patients per sparse-dense product (the dense right side: terms x 256 float32, ~40 MB at most)
 
 
+_BUFFERS = threading.local()  # per thread: a zeroed dense right side, reused (see table_by_rows)
+
+
+def _zeroed(shape: tuple[int, int], dtype) -> np.ndarray:
+    """A zeroed C-contiguous array of this thread, the caller leaving it zeroed again: a fresh `np.zeros` of
+    terms x 256 is ~40 MB of newly mapped pages, and their page faults cost a third of the product (measured)."""
+    buffers = _BUFFERS.__dict__.setdefault("arrays", {})
+    key = (shape, np.dtype(dtype).str)
+    if key not in buffers:
+        if len(buffers) > 8:
+            buffers.clear()
+        buffers[key] = np.zeros(shape, dtype=dtype)
+    return buffers[key]
+
+
 def table_by_rows(table: sparse.csr_matrix, rows: sparse.spmatrix) -> np.ndarray:
     """`table @ rows.T` as a dense float32 array (table rows x patients): a large CSR table (diseases or reference
     cases over terms) against patients' sparse rows over the same terms. The patients are made dense, DENSE_ROWS at
     a time, and the table is never converted to another format: for one patient a sparse-sparse product costs
-    ~2 ms of bookkeeping against ~0.3 ms; for 256 reference-case similarities, 80 ms against 57 ms (measured on
-    the champion's 8,982 reference cases)."""
+    ~2 ms of bookkeeping against ~0.3 ms; for 256 reference-case similarities, 55 ms against 22 ms (measured on
+    the champion's 8,982 reference cases). The dense side is C-contiguous (scipy's kernel reads it flat and copies
+    a Fortran-ordered one first) and a reused zeroed buffer (no fresh pages per block)."""
     out = np.empty((table.shape[0], rows.shape[0]), dtype=np.float32)
     right_t = rows.tocsr()
+    if not right_t.has_canonical_format:  # one stored entry per (patient, term): the scatter below assigns
+        right_t = right_t.copy()
+        right_t.sum_duplicates()
     for start in range(0, rows.shape[0], DENSE_ROWS):
-        right = right_t[start:start + DENSE_ROWS].T.toarray().astype(table.dtype, copy=False)
-        out[:, start:start + DENSE_ROWS] = table @ right
+        block = right_t[start:start + DENSE_ROWS]
+        right = _zeroed((block.shape[1], block.shape[0]), table.dtype)  # terms x patients
+        at = (block.indices, np.repeat(np.arange(block.shape[0]), np.diff(block.indptr)))
+        right[at] = block.data
+        try:
+            out[:, start:start + DENSE_ROWS] = table @ right
+        finally:
+            right[at] = 0
     return out
 
 

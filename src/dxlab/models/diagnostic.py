@@ -287,11 +287,18 @@ class DiagnosticModel(ClassifierMixin, BaseEstimator):
     def combine(self, parts: Mapping[str, np.ndarray], weights: Mapping[str, float] | None = None) -> np.ndarray:
         """The weighted sum of the parts (the settings' weights, or `weights` to see an ablation)."""
         weights = self.settings_["weights"] if weights is None else weights
-        total = np.zeros_like(next(iter(parts.values())), dtype=np.float32)
-        for name in PARTS:
+        total = np.zeros(np.shape(next(iter(parts.values()))), dtype=np.float32)
+        scaled = None
+        for name in PARTS:  # in place, the same float32 operations as `total += w * part` (no temporaries)
             w = float(weights.get(name, 0.0))
-            if w and name in parts:
-                total += np.float32(w) * parts[name]
+            if not w or name not in parts:
+                continue
+            if w == 1.0:
+                total += parts[name]
+                continue
+            scaled = np.empty_like(total) if scaled is None else scaled
+            np.multiply(parts[name], np.float32(w), out=scaled)
+            total += scaled
         return total
 
     def _pair_arrays(self, X: pd.DataFrame, groups: np.ndarray | None, cand: np.ndarray) -> dict:

@@ -35,7 +35,9 @@ figure on training rows out-of-group (tests/unit/test_likelihood.py checks it ag
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -232,68 +234,39 @@ class LikelihoodCore:
         """Term indices per patient (unknown ids left out; with specific_only, a term implied by a more specific
         one of the same patient is dropped: it adds no evidence of its own)."""
         index, anc = self.encoder_.index, self.encoder_.ancestors
+        strict = self.__dict__.setdefault("_strict_ancestors", {})  # term -> its strict ancestors, built on demand
         out = []
         for findings in terms_lists:
             terms = {index[t] for t in (self.encoder_.normalise(x) for x in findings) if t is not None}
             if self.specific_only and len(terms) > 1:
                 implied = set()
                 for q in terms:
-                    a = anc.indices[anc.indptr[q]:anc.indptr[q + 1]]
-                    implied.update(int(x) for x in a if x != q)
+                    above = strict.get(q)
+                    if above is None:
+                        above = strict[q] = frozenset(int(x) for x in anc.indices[anc.indptr[q]:anc.indptr[q + 1]]
+                                                      if x != q)
+                    implied |= above
                 terms = terms - implied
             out.append(sorted(terms))
         return out
 
     def best_match(self, profile: dict, terms: np.ndarray) -> np.ndarray:
-        """len(terms) x diseases: for each term, the log LR of its best match (exact, or a penalised ancestor).
+        """len(terms) x diseases: for each term, the log LR of its best match (exact, or a penalised ancestor)."""
+        return self._best_match(profile, np.asarray(terms, dtype=int))
 
-        For the profiles of the whole model (what a new patient is scored with) the rows are kept in a bounded
-        least-recently-used cache (`match_cache_rows`): findings recur across patients (a batch of 100,000 simulated
-        patients uses under 3,000 distinct terms), and a row is computed once instead of once per batch."""
-        cache = self._match_cache(profile)
-        if cache is None:
-            return self._best_match(profile, terms)
-        store, lock = cache
-        with lock:
-            missing = [int(t) for t in dict.fromkeys(terms) if int(t) not in store]
-        computed = self._best_match(profile, np.asarray(missing, dtype=int)) if missing else None
-        return self._from_cache(store, lock, terms, missing, computed, profile)
-
-    def _match_cache(self, profile: dict):
+    def _match_cache(self, profile: dict) -> "MatchRows | None":
+        """The best-match rows of the whole model's profiles (what a new patient is scored with) are kept in a
+        bounded least-recently-used store (`match_cache_rows`, shared by the two profiles): findings recur across
+        patients (a batch of 100,000 simulated patients uses under 3,000 distinct terms), and a row is computed
+        once instead of once per batch."""
         if self.match_cache_rows <= 0 or not (profile is getattr(self, "profile_", None)
                                               or profile is getattr(self, "mention_profile_", None)):
             return None
         caches = self.__dict__.setdefault("_match_caches", {})
         key = "profile" if profile is self.profile_ else "mention"
         if key not in caches:
-            import threading
-            from collections import OrderedDict
-
-            caches[key] = (OrderedDict(), threading.Lock())
+            caches[key] = MatchRows(max(self.match_cache_rows // 2, 1), profile["floor"].shape[0])
         return caches[key]
-
-    def _from_cache(self, store, lock, terms, missing, computed, profile) -> np.ndarray:
-        """The rows of `terms`, the computed ones stored. A row that was cached when the caller looked but that
-        another thread has evicted since (concurrent requests share the cache) is computed again, never missed."""
-        limit = max(self.match_cache_rows // 2, 1)  # the two cached profiles share the budget
-        out = np.empty((len(terms), self.profile_["floor"].shape[0]), dtype=np.float32)
-        evicted = []
-        with lock:
-            if computed is not None:
-                for i, t in enumerate(missing):
-                    store[t] = computed[i]
-            for i, t in enumerate(terms):
-                row = store.get(int(t))
-                if row is None:
-                    evicted.append(i)
-                    continue
-                out[i] = row
-                store.move_to_end(int(t))
-            while len(store) > limit:
-                store.popitem(last=False)
-        if evicted:
-            out[evicted] = self._best_match(profile, np.asarray([int(terms[i]) for i in evicted], dtype=int))
-        return out
 
     def _best_match(self, profile: dict, terms: np.ndarray) -> np.ndarray:
         anc = self.encoder_.ancestors
@@ -325,9 +298,16 @@ class LikelihoodCore:
         cols = [position[t] for q in queries for t in q]
         design = sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
                                    shape=(len(queries), len(terms)))
-        for start in range(0, len(terms), self.batch_terms):
-            block = self.best_match(profile, terms[start:start + self.batch_terms])
-            out += design[:, start:start + self.batch_terms] @ block
+        store = self._match_cache(profile)
+        step = self.batch_terms if store is None else min(self.batch_terms, store.capacity)
+        for start in range(0, len(terms), step):
+            chunk, block = terms[start:start + step], design[:, start:start + step]
+            if store is None:
+                out += block @ self._best_match(profile, chunk)
+                continue
+            missing = store.missing(chunk)
+            computed = dict(zip(missing, self._best_match(profile, np.asarray(missing, dtype=int)))) if missing else {}
+            out += store.product(block, chunk, computed, lambda t: self._best_match(profile, t))
         return out
 
     def _excluded(self, profile: dict, excluded: sparse.csr_matrix) -> np.ndarray:
@@ -394,7 +374,7 @@ class LikelihoodCore:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        for cache in ("_annotation_profile_cache", "_lookup_cache", "_match_caches"):  # rebuilt on demand
+        for cache in ("_annotation_profile_cache", "_lookup_cache", "_match_caches", "_strict_ancestors"):  # rebuilt on demand
             state.pop(cache, None)
         return state
 
@@ -517,3 +497,47 @@ class LikelihoodCore:
         out = np.zeros((len(rows), len(cols)), dtype=np.float64)
         out[at[keep], owner[keep]] = csc.data[positions[keep]]
         return out
+
+
+class MatchRows:
+    """A bounded least-recently-used store of best-match rows (term -> its row over the universe), held in one
+    preallocated array: a patients x terms design is multiplied against the stored rows where they are (its columns
+    renumbered to their slots), never gathered into a copy first. Shared by concurrent requests: look-ups,
+    insertions, evictions and the product hold one lock; rows are computed outside it."""
+
+    def __init__(self, capacity: int, width: int):
+        self.capacity = int(capacity)
+        self.width = int(width)
+        self.rows: np.ndarray | None = None  # capacity x width, allocated at first use
+        self.slot_of: OrderedDict[int, int] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def missing(self, terms: np.ndarray) -> list[int]:
+        with self.lock:
+            return [int(t) for t in terms if int(t) not in self.slot_of]
+
+    def product(self, design: sparse.csr_matrix, terms: np.ndarray, computed: dict[int, np.ndarray],
+                compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """`design` (rows x len(terms), column j for terms[j], len(terms) <= capacity) @ the terms' rows; the rows
+        in `computed` stored first. A row another request evicted since `missing` was read is computed again."""
+        terms = [int(t) for t in terms]
+        with self.lock:
+            if self.rows is None:
+                self.rows = np.empty((self.capacity, self.width), dtype=np.float32)
+            late = [t for t in terms if t not in self.slot_of and t not in computed]
+            if late:
+                computed = {**computed, **dict(zip(late, compute(np.asarray(late, dtype=int))))}
+            for t in terms:  # the terms of this product are the most recent: never evicted below
+                if t in self.slot_of:
+                    self.slot_of.move_to_end(t)
+            for t in terms:
+                if t in self.slot_of:
+                    continue
+                slot = len(self.slot_of) if len(self.slot_of) < self.capacity else self.slot_of.popitem(last=False)[1]
+                self.rows[slot] = computed[t]
+                self.slot_of[t] = slot
+            slots = np.asarray([self.slot_of[t] for t in terms], dtype=design.indices.dtype)
+            renumbered = sparse.csr_matrix((design.data, slots[design.indices], design.indptr),
+                                           shape=(design.shape[0], self.capacity))
+            return renumbered @ self.rows
+

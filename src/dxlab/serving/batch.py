@@ -453,12 +453,20 @@ def _run_local(todo, common: dict, n_jobs: int, progress: bool,
                finished: Callable[[FileResult], None]) -> list[FileResult]:
     by_file = {}
     if n_jobs and n_jobs != 1 and len(todo) > 1:
-        from joblib import Parallel, delayed
+        import os
+        from concurrent.futures import as_completed
 
-        tasks = (delayed(process_file)(p, digest=d, seen_ids=s, **common) for p, d, s in todo)
-        for r in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):
-            finished(r)  # in this process, as each file ends: the manifest has one writer
-            by_file[r.file] = r
+        from joblib.externals.loky import ProcessPoolExecutor  # spawns without re-running the caller's script
+
+        # one copy of the scorer per worker process, sent once (not with every file): its caches (best-match rows,
+        # sorted reference cases) stay warm from one file to the next
+        workers = min(len(todo), (os.cpu_count() or 1) if n_jobs < 0 else n_jobs)
+        with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(common,)) as pool:
+            futures = [pool.submit(_process_in_worker, str(p), d, s) for p, d, s in todo]
+            for future in as_completed(futures):
+                r = future.result()
+                finished(r)  # in this process, as each file ends: the manifest has one writer
+                by_file[r.file] = r
         return [by_file[Path(p).name] for p, _, _ in todo]
     bar = _progress(len(todo), "files", enabled=progress and len(todo) > 1)
     results = []
@@ -469,6 +477,17 @@ def _run_local(todo, common: dict, n_jobs: int, progress: bool,
         bar.update(1)
     bar.close()
     return results
+
+
+_WORKER: dict = {}  # in a worker process of the local engine: the arguments every file shares
+
+
+def _start_worker(common: dict) -> None:
+    _WORKER.update(common)
+
+
+def _process_in_worker(path: str, digest: str, seen_ids: set[str] | None) -> FileResult:
+    return process_file(path, digest=digest, seen_ids=seen_ids, **_WORKER)
 
 
 def _run_dask(todo, common: dict, scheduler: str | None, n_workers: int, threads_per_worker: int,
