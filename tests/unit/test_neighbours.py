@@ -59,7 +59,8 @@ def test_scores_equal_the_definition(knowledge, top_n):
     # diseases with one training row and with many, unsorted labels, some rows not training rows (-1)
     label = rng.choice([3, 7, 7, 11, 11, 11, 20, -1], len(train))
     groups = np.asarray([f"g{i % 30}" for i in range(len(train))], dtype=object)
-    model = NeighbourScores(top_n=top_n, excluded_weight=0.5, batch=7).fit(encoder, 25, train, label, groups)
+    # batches of 20 and 10 patients: both ways of taking the per-disease maximum
+    model = NeighbourScores(top_n=top_n, excluded_weight=0.5, batch=20).fit(encoder, 25, train, label, groups)
     test = patients(30)
     for g in (None, np.asarray([f"g{i % 40}" for i in range(len(test))], dtype=object)):
         got = model.scores(test, g)

@@ -75,13 +75,16 @@ class NeighbourScores:
         return self._sorted_cache
 
     def _best(self, sim: np.ndarray) -> np.ndarray:
-        """Diseases x patients: the mean of each disease's top_n rows of `sim` (rows in disease order). A row
-        per disease is a copy; a disease with several rows takes its maximum over a contiguous slice (a Python
-        loop over those diseases is ten times faster than `np.maximum.reduceat` along rows, measured)."""
+        """Diseases x patients: the mean of each disease's top_n rows of `sim` (rows in disease order). For many
+        patients, a row per disease is a copy and a disease with several rows takes its maximum over a contiguous
+        slice (a Python loop over those diseases: ten times faster than `np.maximum.reduceat` along rows for 256
+        patients); for a few patients the loop's per-disease overhead dominates and reduceat is faster (measured)."""
         ends = np.r_[self.starts_[1:], sim.shape[0]]
         if self.top_n != 1:
             return np.stack([np.sort(sim[s:e], axis=0)[-self.top_n:].mean(axis=0)
                              for s, e in zip(self.starts_, ends)], axis=0)
+        if sim.shape[1] < 16:
+            return np.maximum.reduceat(sim, self.starts_, axis=0)
         lengths = ends - self.starts_
         best = np.empty((len(self.starts_), sim.shape[1]), dtype=sim.dtype)
         single = lengths == 1
