@@ -91,6 +91,9 @@ def generated_blocks(root: Path) -> dict[str, str]:
     production = root / "bench" / "production.md"
     if production.exists():
         blocks["production"] = production.read_text().split("\n", 1)[1].strip().replace("\n## ", "\n#### ")
+    speed = _speed_targets(root)
+    if speed:
+        blocks["speed"] = speed
     for name, report in (("anomaly-selection", "anomaly_selection.md"),
                          ("anomaly-selection-clinical", "anomaly_selection_clinical.md")):
         selection = root / "bench" / report
@@ -157,6 +160,51 @@ def _evaluation_table(metrics: dict) -> str:
             o = m["overall"]
             lines.append(f"| {model} | {line} | {o['n']:,} | {o['top1']:.1%} | {o['top3']:.1%} | {o['top10']:.1%} | "
                          f"{o['mrr']:.3f} | {o['ece']:.3f} | {o['brier']:.3f} |")
+    return "\n".join(lines)
+
+
+def _speed_targets(root: Path) -> str:
+    """The speed and memory targets of the issue "One diagnostic model" against the last benchmark runs
+    (bench/production.json, bench/external.json, bench/fresh_repro.json): what each measured, and whether it met."""
+    rows = []
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    production = root / "bench" / "production.json"
+    if production.exists():
+        p = json.loads(production.read_text())
+        coded = [b for b in p.get("batch", []) if not b.get("notes") and b.get("n_jobs") == 2]
+        if coded:
+            b = coded[-1]
+            rows.append(("batch: 100,000 patients on 2 cores (coded findings, 2 processes)", "under 60 s",
+                         f"{b['seconds']:.1f} s", verdict(b["seconds"] < 60 and b["n_rows"] >= 100_000)))
+        for a in p.get("api", []):
+            if a["server"].startswith("dxlab serve"):
+                seq = a["sequential"]
+                rows.append((f"API, one patient, one thread: {a['server'][len('dxlab serve '):].strip('()')}",
+                             "p50 ≤ 15 ms, p99 ≤ 50 ms", f"p50 {seq['p50_ms']:.1f} ms, p99 {seq['p99_ms']:.1f} ms",
+                             verdict(seq["p50_ms"] <= 15 and seq["p99_ms"] <= 50)))
+            elif a["server"].startswith("mlflow"):
+                seq = a["sequential"]
+                rows.append(("beside it: `mlflow models serve`, same model", "(comparison)",
+                             f"p50 {seq['p50_ms']:.1f} ms, p99 {seq['p99_ms']:.1f} ms", ""))
+    external = root / "bench" / "external.json"
+    if external.exists():
+        e = json.loads(external.read_text())
+        rows.append((f"`evaluate-external` on {e['cases']:,} unseen cases", "under 60 s, peak under 4 GB",
+                     f"{e['seconds']:.0f} s, {e['peak_rss_gb']:.1f} GB",
+                     verdict(e["seconds"] < 60 and e["peak_rss_gb"] < 4)))
+    fresh = root / "bench" / "fresh_repro.json"
+    if fresh.exists():
+        f = json.loads(fresh.read_text())
+        rows.append(("fresh clone `make repro`, installation included", f"under {f['target_seconds'] // 60} min",
+                     f"{f['seconds'] / 60:.1f} min (exit {f['exit_code']})",
+                     verdict(f["exit_code"] == 0 and f["seconds"] < f["target_seconds"])))
+    if not rows:
+        return ""
+    lines = ["| what | target | measured | |", "|---|---|---|---|"]
+    lines += [f"| {what} | {target} | {measured} | {ok} |" for what, target, measured, ok in rows]
     return "\n".join(lines)
 
 

@@ -135,8 +135,9 @@ class CaseReranker:
 def rerank(scores: np.ndarray, cand: np.ndarray, margin: np.ndarray) -> np.ndarray:
     """rows x universe: the candidates in the reranker's order (its margins) above every other disease, which
     keep their order."""
-    out = scores.astype(np.float64, copy=True)
-    floor = np.take_along_axis(out, cand[:, -1:], axis=1)  # the last candidate's score
+    out = np.array(scores, dtype=np.float32, copy=True)
+    # the candidates' new scores in float64, stored as float32 (the other scores are float32 already)
+    floor = np.take_along_axis(out, cand[:, -1:], axis=1).astype(np.float64)  # the last candidate's score
     floor[~np.isfinite(floor)] = 0.0  # every other disease is -inf then
     out[np.arange(len(out))[:, None], cand] = floor + 1.0 + margin - margin.min(axis=1, keepdims=True)
-    return out.astype(np.float32)
+    return out
