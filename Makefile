@@ -12,7 +12,7 @@ export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING := false
 # (pipefail keeps pip's exit status; the braces stop grep's "nothing left" status from failing the line)
 PIP_QUIET := { grep -v -e "^WARNING: Location" -e "is ignored: it is neither" || true; }
 
-.PHONY: setup repro test ui params bench anomaly-bench ddxplus sweep airflow-venv clean-data help text-eval browser prometheus docs
+.PHONY: setup repro test ui params bench anomaly-bench ddxplus sweep airflow-venv clean-data help text-eval browser prometheus docs image
 
 help:
 	@echo "make repro   set up .venv and run the full DVC pipeline on the embedded default data"
@@ -28,6 +28,7 @@ help:
 	@echo "make screenshot  the clinician page with the champion answering the Marfan presentation (docs/img/clinician_page.png)"
 	@echo "make ask-next  what-to-ask-next suggestions judged on the case reports with half their findings hidden (reports/ask_next.md)"
 	@echo "make docs   build the documentation site (mkdocs.yml, docs/) into site/"
+	@echo "make image  the container dxlab:latest with the champion baked in (after make repro; deploy/README.md)"
 
 setup: $(STAMP)
 
@@ -46,11 +47,20 @@ repro: setup hpo3-release
 params: setup
 	$(PY) -m dxlab.cli params
 
+# The container with the champion baked in (dxlab bundle -> build/image/bundle): Debian's docker.io installed and
+# dockerd started when missing, the offline base image made here when Docker Hub cannot be reached.
+image: setup
+	deploy/build_image.sh dxlab:latest
+
 # The documentation site (mkdocs.yml): strict, so a broken link, a missing anchor or a page left out of the nav fails.
 docs: setup
 	$(VENV)/bin/mkdocs build --strict
 
+# The container image's dependency layers build in the background while pytest runs (they take minutes on a new
+# machine); the container tests, run last, wait for them (build/image-deps.log says how the build went).
 test: setup airflow-venv hpo3-release browser prometheus
+	@mkdir -p build/image
+	@{ deploy/build_image.sh dxlab:deps --deps-only > build/image-deps.log 2>&1 & echo $$! > build/image-deps.pid; }
 	$(PY) -m pytest -m "not slow" -q --durations=15
 
 # The browser tests (tests/browser) drive Debian's chromium through Playwright (`playwright install` cannot

@@ -8,7 +8,8 @@
 set -euo pipefail
 suite=$(. /etc/os-release && echo "${VERSION_CODENAME:?no VERSION_CODENAME in /etc/os-release}")
 tag=${1:-dxlab-base:$suite}
-if docker image inspect "$tag" >/dev/null 2>&1; then
+docker=${DOCKER:-docker}
+if "$docker" image inspect "$tag" >/dev/null 2>&1; then
   echo "$tag exists"
   exit 0
 fi
@@ -31,5 +32,5 @@ hooks+=(--customize-hook='chroot "$1" update-ca-certificates >/dev/null')
 hooks+=(--customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*')
 mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
   "${hooks[@]}" "$suite" "$work/rootfs.tar" "$sources"
-docker import --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' "$work/rootfs.tar" "$tag" >/dev/null
-echo "$tag: $(docker image inspect --format '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1 / 1e6}')"
+"$docker" import --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' "$work/rootfs.tar" "$tag" >/dev/null
+echo "$tag: $("$docker" image inspect --format '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1 / 1e6}')"

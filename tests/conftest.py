@@ -150,3 +150,11 @@ def _tracking_left_as_found():
 
 
 _TRACKING_AT_START = os.environ.get("MLFLOW_TRACKING_URI")  # before any test or fixture ran
+
+
+def pytest_collection_modifyitems(config, items):
+    """The container tests last: they wait for the image's dependency layers that `make test` builds beside pytest
+    (deploy/build_image.sh --deps-only), and by then that build has had the whole run to finish."""
+    last = [item for item in items if item.nodeid.startswith("tests/production/test_container.py")]
+    if last:
+        items[:] = [item for item in items if item not in last] + last

@@ -1,5 +1,6 @@
-"""Packaging without a Docker engine: the compose file and dashboard parse, the alert rules pass promtool, and the
-image's entry command serves in the virtual environment while a real Prometheus scrapes it on loopback."""
+"""Packaging beside the container tests (tests/production/test_container.py): the compose file and dashboard parse,
+the alert rules pass promtool, and the image's entry command serves its bundle in the virtual environment while a
+real Prometheus scrapes it on loopback."""
 
 import json
 import os
@@ -37,9 +38,10 @@ def test_compose_file_wires_the_services():
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     services = compose["services"]
     assert {"mlflow", "api", "prometheus", "grafana", "node-exporter"} <= set(services)
-    assert services["api"]["build"]["dockerfile"] == "deploy/Dockerfile"
-    assert services["api"]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
-    assert services["api"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    api = services["api"]
+    assert api["image"] == "dxlab:latest" and api["read_only"] is True  # `make image`: the champion baked in
+    assert api["environment"]["DXLAB_API_KEY"].startswith("${DXLAB_API_KEY:?")  # no key, no start
+    assert api["depends_on"]["mlflow"]["condition"] == "service_healthy"
     for name in ("prometheus", "grafana"):
         for volume in services[name]["volumes"]:
             source = volume.split(":")[0]
@@ -98,9 +100,12 @@ def _dockerfile_command() -> tuple[list[str], list[str]]:
 
 def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck():
     text = (DEPLOY / "Dockerfile").read_text()
-    assert len(re.findall(r"^FROM ", text, re.M)) >= 2 and "COPY --from=build" in text
+    assert len(re.findall(r"^FROM \$\{BASE\} AS ", text, re.M)) == 2 and "COPY --from=deps /opt/venv" in text
+    assert re.search(r"^ARG BASE=python:3.11-slim$", text, re.M) and not re.search(r"^# *syntax=", text, re.M)
     assert re.search(r"^USER dxlab$", text, re.M) and "HEALTHCHECK" in text
-    assert "download.pytorch.org/whl/cpu torch==2.13.0" in text  # the CPU wheel, never CUDA
+    # the CPU wheel, never CUDA: a local wheel or the PyTorch CPU index, and a CUDA library fails the build
+    assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu" in text and '"torch==2.13.0"' in text
+    assert text.count("grep -qiE '^nvidia-'") == 2
 
 
 def _free_port() -> int:
@@ -139,16 +144,21 @@ def _wait(url: str, seconds: float, proc=None) -> str:
 
 @pytest.fixture()
 def served_api(prod_project, tmp_path):
-    """The image's ENTRYPOINT + CMD, run with the venv's `dxlab` on a loopback port, in a project folder."""
+    """The image's ENTRYPOINT + CMD, run with the venv's `dxlab` on a loopback port, in a project folder laid out as
+    the image's /app (the config, the champion's bundle)."""
+    from dxlab.serving.bundle import export_bundle
+
     _, cfg = prod_project
     root = tmp_path / "app"
     (root / "conf").mkdir(parents=True)
     (root / "dvc.yaml").write_text("stages: {}\n")
     (root / "params.yaml").write_text(OmegaConf.to_yaml(cfg))
+    export_bundle(cfg, root / "bundle")
     command, health = _dockerfile_command()
     port = _free_port()
     command = [str(Path(sys.executable).with_name(command[0])), *command[1:]]
-    command = [("127.0.0.1" if c == "0.0.0.0" else str(port) if c == "8000" else c) for c in command]
+    command = [("127.0.0.1" if c == "0.0.0.0" else str(port) if c == "8000" else c.replace("/app/", f"{root}/"))
+               for c in command]
     env = {**os.environ, "DXLAB_ROOT": str(root), "DXLAB_PSEUDONYM_KEY": "test-key", "DXLAB_API_KEY": ""}
     proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -566,6 +566,9 @@ def app_from_config(cfg, model: str | None = None, require_key: bool | None = No
     from dxlab.data.notes import note_reader
 
     settings = ApiSettings.from_config(cfg)
+    key_file = os.environ.get(f"{settings.api_key_env}_FILE")  # a mounted secret (Docker / Kubernetes secrets)
+    if key_file and not os.environ.get(settings.api_key_env):
+        os.environ[settings.api_key_env] = Path(key_file).read_text().strip()
     if require_key is not None:
         settings.require_key = bool(require_key)
     holder = ModelHolder(

@@ -68,6 +68,16 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bundle(args: argparse.Namespace) -> int:
+    """Export the champion (serve.model) with its knowledge tables, anomaly detector and drift reference into one
+    folder (`dxlab.serving.bundle`): what `make image` bakes into the container."""
+    from dxlab.serving.bundle import export_bundle
+
+    info = export_bundle(_cfg(args), args.out, model=args.model)
+    print(json.dumps({k: v for k, v in info.items() if k != "files"}, indent=2))
+    return 0
+
+
 def add_commands(sub) -> None:
     overrides = {"nargs": "*", "help": "dotted overrides of params.yaml, e.g. serve.top_k=10"}
     p = sub.add_parser("predict", help=cmd_predict.__doc__, description=cmd_predict.__doc__)
@@ -86,6 +96,12 @@ def add_commands(sub) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", **overrides)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("bundle", help=cmd_bundle.__doc__, description=cmd_bundle.__doc__)
+    p.add_argument("--out", required=True, help="the bundle folder (replaced)")
+    p.add_argument("--model", default=None, help="a registry URI (default serve.model, the champion)")
+    p.add_argument("overrides", **overrides)
+    p.set_defaults(func=cmd_bundle)
 
     p = sub.add_parser("serve", help=cmd_serve.__doc__, description=cmd_serve.__doc__)
     p.add_argument("--host", default=None, help="default serve.api.host (127.0.0.1)")

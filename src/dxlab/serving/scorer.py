@@ -11,6 +11,7 @@ Where the model comes from (`resolve_model`):
 - `models:/NAME@ALIAS` or `models:/NAME/VERSION`: the MLflow registry (the pyfunc logged by the train stage
   carries the joblib file as its `model` artifact, loaded directly so that `predict_proba` stays available);
 - a path to a `.joblib` file;
+- a model bundle folder (`dxlab bundle`: the champion exported with its knowledge, for a container);
 - a bare name: `<models_dir>/<name>.joblib`.
 A registry model that cannot be loaded is an error: the serving path (`Scorer.from_config`, the API's reload
 checks) never puts a local file in its place -- a local file is served only when it is named (`--model`).
@@ -114,7 +115,8 @@ def registry_version(uri: str, tracking_uri: str | None = None) -> str:
     return str(client.get_model_version_by_alias(name, alias).version)
 
 
-def _load_registry(uri: str, tracking_uri: str | None) -> ModelHandle:
+def _download_registry(uri: str, tracking_uri: str | None):
+    """(the model version, its downloaded artifact folder, the MLmodel spec) of a registry URI."""
     import mlflow
     import yaml
 
@@ -125,11 +127,34 @@ def _load_registry(uri: str, tracking_uri: str | None) -> ModelHandle:
         mlflow.set_tracking_uri(tracking_uri)
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}",
                                                      tracking_uri=tracking_uri))
-    spec = yaml.safe_load((local / "MLmodel").read_text())
+    return mv, local, yaml.safe_load((local / "MLmodel").read_text())
+
+
+def _joblib_artifact(local: Path, spec: dict) -> Path | None:
     artifact = (((spec.get("flavors") or {}).get("python_function") or {}).get("artifacts") or {}).get("model")
+    return local / artifact["path"] if artifact and (local / artifact["path"]).exists() else None
+
+
+def registry_model_file(uri: str, tracking_uri: str | None = None) -> tuple[Path, str, str]:
+    """(the fitted model's joblib file, the registry version, the model's name) of a registry URI (a model bundle
+    carries that file)."""
+    name = parse_registry_uri(uri)[0]
+    mv, local, spec = _download_registry(uri, tracking_uri)
+    path = _joblib_artifact(local, spec)
+    if path is None:
+        raise ValueError(f"{uri} (version {mv.version}) carries no joblib model artifact")
+    return path, str(mv.version), (mv.tags or {}).get("dxlab.model", name)
+
+
+def _load_registry(uri: str, tracking_uri: str | None) -> ModelHandle:
+    import mlflow
+
+    name = parse_registry_uri(uri)[0]
+    mv, local, spec = _download_registry(uri, tracking_uri)
+    path = _joblib_artifact(local, spec)
     model_name = (mv.tags or {}).get("dxlab.model", name)
-    if artifact and (local / artifact["path"]).exists():
-        model = joblib.load(local / artifact["path"])
+    if path is not None:
+        model = joblib.load(path)
     else:  # any other pyfunc: probabilities from its output columns
         import json
 
@@ -153,6 +178,11 @@ def resolve_model(spec: str, models_dir: str | Path = "models", tracking_uri: st
                 raise RuntimeError(f"cannot load {spec} from the registry ({tracking_uri}): {err}") from err
             log.warning("registry model %s unavailable (%s); using local model %s", spec, str(err)[:200], fallback)
             spec = fallback
+    from dxlab.serving.bundle import MODEL_FILE, is_bundle, read_bundle
+
+    if is_bundle(spec):  # a model bundle (`dxlab bundle`): the registry version it was exported from
+        info = read_bundle(spec)
+        return ModelHandle(joblib.load(Path(spec) / MODEL_FILE), info["model"], info["source"], str(info["version"]))
     path = Path(spec)
     if path.suffix != ".joblib":
         path = Path(models_dir) / f"{spec}.joblib"
@@ -170,6 +200,10 @@ def model_version(spec: str, models_dir: str | Path = "models", tracking_uri: st
             return registry_version(spec, tracking_uri)
         except Exception:  # noqa: BLE001 - MLflow raises generic exceptions for a registry it cannot reach
             return ""
+    from dxlab.serving.bundle import is_bundle, read_bundle
+
+    if is_bundle(spec):
+        return str(read_bundle(spec)["version"])
     path = Path(spec) if str(spec).endswith(".joblib") else Path(models_dir) / f"{spec}.joblib"
     if not path.exists():
         return ""
