@@ -104,7 +104,10 @@ def test_monitor_command_on_a_held_out_day_and_a_shifted_day(prod_project, tmp_p
     cfg = cfg.copy()
     cfg.monitor.thresholds.min_samples = 20
     cfg.monitor.reference = str(tmp_path / "reference.json")
+    (day / "patients_2025-02-03.csv").write_bytes(b"\x00\xff binary \x00" * 40)  # unreadable: reported, skipped
     calm = monitor_from_config(cfg, day, predictions=None, out=tmp_path / "calm")
+    assert calm["files_unreadable"] and calm["files_unreadable"][0].startswith("patients_2025-02-03.csv: ")
+    assert calm["n_quarantined"] == 0  # no row of a readable file was bad
     alarm = monitor_from_config(cfg, shifted, predictions=None, out=tmp_path / "alarm")
     assert calm["n_patients"] == len(held) and not calm["summary"]["drift"], calm["summary"]
     assert alarm["summary"]["drift"] and {"age", "sex"} <= set(alarm["summary"]["drifted_inputs"])
