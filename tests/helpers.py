@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,13 @@ def require_tool(name: str, package: str) -> str:
             pytest.fail(message + " (CI must run this test: `make test` installs it as root)")
         pytest.skip(message)
     return found
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 TINY_OVERRIDES = ["debug=tiny"]

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import time
 import urllib.request
 
 import pytest
 
+from helpers import free_port
 
 
 def _missing(message: str):
@@ -41,12 +41,6 @@ def chromium_path() -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(request):
     """The service of `dxlab serve` on the production fixtures, in a thread; yields its base URL."""
@@ -58,7 +52,7 @@ def server(request):
     saved = os.environ.get("MLFLOW_TRACKING_URI")
     _, cfg = request.getfixturevalue("prod_project")
     os.environ["MLFLOW_TRACKING_URI"] = cfg.tracking.uri  # the fixture's registry, while the model loads
-    port = _free_port()
+    port = free_port()
     app = app_from_config(cfg, require_key=False)  # the page's tests type no key: keyless, explicitly
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, name="dxlab-test-server", daemon=True)

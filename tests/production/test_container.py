@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, SHARED_CASES, require
+from helpers import REPO, SHARED_CASES, free_port, require
 
 DEPS_PID = REPO / "build" / "image-deps.pid"  # the background build `make test` starts
 TAG = "dxlab:test"
@@ -84,12 +83,6 @@ def image(docker, prod_project, tmp_path_factory) -> str:
     return TAG
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _call(url: str, body: dict | None = None, key: str = "", timeout: float = 30) -> tuple[int, str]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", "X-API-Key": key})
@@ -103,7 +96,7 @@ def _call(url: str, body: dict | None = None, key: str = "", timeout: float = 30
 @pytest.fixture(scope="module")
 def container(docker, image):
     key = secrets.token_hex(16)
-    port = _free_port()
+    port = free_port()
     name = f"dxlab-test-{port}"
     run = subprocess.run([docker, "run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp",
                           "-p", f"127.0.0.1:{port}:8000", "-e", f"DXLAB_API_KEY={key}", image],

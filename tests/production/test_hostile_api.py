@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import time
 from argparse import Namespace
@@ -18,6 +17,7 @@ import yaml
 from fastapi.testclient import TestClient
 from omegaconf import OmegaConf
 
+from helpers import free_port
 from dxlab.cli import main
 from dxlab.data.pseudonym import pseudonymise
 from dxlab.data.schema import read_parquet
@@ -368,12 +368,6 @@ def test_lambda_answers_the_callers_id(prod_project, findings, monkeypatch, capl
 
 
 # -- 3. no patient data in the logs or on /metrics -----------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_no_patient_data_in_any_log_line_or_on_metrics(prod_project, findings, caplog):
     """Names, record numbers and dates of birth sent as ids, notes, measurement names, values, paths and queries:
     none of them in any log record (dxlab and uvicorn, at DEBUG, through uvicorn as `dxlab serve` runs it) nor on
@@ -383,7 +377,7 @@ def test_no_patient_data_in_any_log_line_or_on_metrics(prod_project, findings, c
 
     root, cfg = prod_project
     app = app_from_config(cfg, model=_local_model(root))
-    port = _free_port()
+    port = free_port()
     config = server_config(app, "127.0.0.1", port, log_level="debug")
     loggers = [logging.getLogger(n) for n in ("dxlab", "uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")]
     for logger in loggers:

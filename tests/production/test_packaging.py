@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from helpers import require_tool
+from helpers import free_port, require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -108,12 +107,6 @@ def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck():
     assert text.count("grep -qiE '^nvidia-'") == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str, timeout: float = 2.0):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.status, r.read().decode()
@@ -155,7 +148,7 @@ def served_api(prod_project, tmp_path):
     (root / "params.yaml").write_text(OmegaConf.to_yaml(cfg))
     export_bundle(cfg, root / "bundle")
     command, health = _dockerfile_command()
-    port = _free_port()
+    port = free_port()
     command = [str(Path(sys.executable).with_name(command[0])), *command[1:]]
     command = [("127.0.0.1" if c == "0.0.0.0" else str(port) if c == "8000" else c.replace("/app/", f"{root}/"))
                for c in command]
@@ -183,7 +176,7 @@ def test_image_command_serves_and_prometheus_scrapes_it(served_api, prod_project
     with urllib.request.urlopen(request, timeout=30) as r:
         assert r.status == 200 and json.loads(r.read())["predictions"][0]["diagnoses"]
     prometheus = require_tool("prometheus", "prometheus")
-    prom_port = _free_port()
+    prom_port = free_port()
     config = tmp_path / "prometheus"
     config.mkdir()
     shutil.copy(DEPLOY / "prometheus" / "alerts.yml", config / "alerts.yml")

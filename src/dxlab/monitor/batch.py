@@ -62,8 +62,7 @@ def read_batch(cfg, input_path, scorer, files=None) -> tuple[pd.DataFrame, pd.Da
     that cannot be read (empty, binary, not UTF-8, malformed) is one issue of field `file` naming it, as in
     `dxlab predict`, and the others are monitored; only a batch without a readable patient is an error."""
     from dxlab.data.notes import feed_notes
-    from dxlab.serving.batch import (FILE_FIELD, ValidationSettings, _read_error, _source_for, file_problem,
-                                     read_patients)
+    from dxlab.serving.batch import ValidationSettings, _source_for, file_issue, read_or_problem
     from dxlab.serving.scorer import pseudonym_key
 
     source = _source_for(feed_source(cfg), input_path)
@@ -75,18 +74,13 @@ def read_batch(cfg, input_path, scorer, files=None) -> tuple[pd.DataFrame, pd.Da
     notes, mode = feed_notes(cfg)
     valid, issues = [], []
     for path in files:
-        problem = file_problem(path)
+        _, v, q, problem = read_or_problem(source, path, key, scorer, settings, notes, mode)
         if problem is None:
-            try:
-                v, q, _ = read_patients(source, path, key, scorer, settings, notes, mode)
-                valid.append(v)
-                issues.append(q)
-                continue
-            except Exception as err:  # noqa: BLE001 -- the file is reported, the batch is monitored without it
-                problem = _read_error(path, err)
+            valid.append(v)
+            issues.append(q)
+            continue
         log.warning("monitor: %s: %s; the batch is compared without it", path.name, problem)
-        issues.append(pd.DataFrame([{"source_file": path.name, "source_row": 0, "field": FILE_FIELD,
-                                     "reason": f"{path.name}: {problem}", "patient_id": ""}]))
+        issues.append(file_issue(path, problem))
     if not valid:
         reasons = "; ".join(str(r) for q in issues for r in q["reason"])
         raise ValueError(f"no readable patient file under {input_path}: {reasons}")
@@ -132,11 +126,11 @@ def monitor_from_config(cfg, input_path=None, predictions=None, out=None, newest
     name = batch_name or (files[0].stem if len(files) == 1 else f"{files[0].stem}..{files[-1].stem}")
     report = compare(reference, patients, preds, systems, thresholds, batch=name)
     report["files"] = [p.name for p in files]
-    whole = issues["field"].eq(FILE_FIELD) & issues["source_row"].astype(int).eq(0) if len(issues) else []
-    report["files_unreadable"] = sorted(issues.loc[whole, "reason"].astype(str)) if len(issues) else []
-    rows = issues.loc[~whole] if len(issues) else issues
-    bad_rows = rows[["source_file", "source_row"]].drop_duplicates() if len(rows) else rows
-    report["n_quarantined"] = int(len(bad_rows))
+    report["files_unreadable"], report["n_quarantined"] = [], 0
+    if len(issues):
+        whole = issues["field"].eq(FILE_FIELD) & issues["source_row"].astype(int).eq(0)
+        report["files_unreadable"] = sorted(issues.loc[whole, "reason"].astype(str))
+        report["n_quarantined"] = int(len(issues.loc[~whole, ["source_file", "source_row"]].drop_duplicates()))
     report["model_version"] = scorer.model_version
     paths = write_report(report, out)
     s = report["summary"]

@@ -140,6 +140,26 @@ def _read_checked(source, path, pseudonym_key, scorer, settings, notes=None, not
     return table, checked.valid, checked.quarantined
 
 
+def read_or_problem(source, path: Path, pseudonym_key: bytes, scorer, settings: ValidationSettings, notes=None,
+                    notes_mode: str = "merge", seen_ids: set[str] | None = None):
+    """(the table as read, its valid rows, the issues, None) for a readable file; (None, None, None, why not) for a
+    file unreadable as a whole (empty, binary, not UTF-8, or anything the adapter raises): `dxlab predict`
+    quarantines it and `dxlab monitor` reports it, and both go on with the other files."""
+    problem = file_problem(path)
+    if problem is None:
+        try:
+            return (*_read_checked(source, path, pseudonym_key, scorer, settings, notes, notes_mode, seen_ids), None)
+        except Exception as err:  # noqa: BLE001 -- any file the adapter cannot read is reported, the run goes on
+            problem = _read_error(path, err)
+    return None, None, None, problem
+
+
+def file_issue(path: Path, problem: str) -> pd.DataFrame:
+    """The one issue of a file unreadable as a whole: field `file`, row 0, the reason naming the file."""
+    return pd.DataFrame([{"source_file": Path(path).name, "source_row": 0, "field": FILE_FIELD,
+                          "reason": f"{Path(path).name}: {problem}", "patient_id": ""}])
+
+
 def file_problem(path: Path) -> str | None:
     """What makes a text file unreadable as a whole (empty, binary, not UTF-8), in words that quote none of it."""
     size = path.stat().st_size
@@ -212,15 +232,10 @@ def _process_file(path, source, pseudonym_key, scorer, output, settings, chunk_s
     predictions = output / "predictions" / f"{path.stem}.parquet"
     issues_file = output / "quarantine" / f"{path.stem}.csv"
     raw_file = output / "quarantine" / RAW_FOLDER / f"{path.stem}.rows.raw.csv"
-    problem = file_problem(path)
-    table = valid = None
-    quarantined = pd.DataFrame(columns=[*QUARANTINE_COLUMNS, "source"])
-    if problem is None:
-        try:
-            table, valid, quarantined = _read_checked(source, path, pseudonym_key, scorer, settings, notes,
-                                                      notes_mode, seen_ids)
-        except Exception as err:  # noqa: BLE001 -- any file the adapter cannot read is quarantined, the run goes on
-            problem = _read_error(path, err)
+    table, valid, quarantined, problem = read_or_problem(source, path, pseudonym_key, scorer, settings, notes,
+                                                         notes_mode, seen_ids)
+    if quarantined is None:
+        quarantined = pd.DataFrame(columns=[*QUARANTINE_COLUMNS, "source"])
     if problem is None:
         result.n_rows = int(len(table))
         if not len(table):
@@ -229,9 +244,7 @@ def _process_file(path, source, pseudonym_key, scorer, output, settings, chunk_s
             problem = f"every row failed validation ({len(table):,} rows; see the issues of each row)"
     if problem is not None:
         result.quarantined_file, result.reason = True, f"{path.name}: {problem}"
-        whole = pd.DataFrame([{"source_file": path.name, "source_row": 0, "field": FILE_FIELD,
-                               "reason": result.reason, "patient_id": ""}])
-        quarantined = pd.concat([whole, quarantined[QUARANTINE_COLUMNS]], ignore_index=True)
+        quarantined = pd.concat([file_issue(path, problem), quarantined[QUARANTINE_COLUMNS]], ignore_index=True)
     quarantined = quarantined.sort_values(["source_file", "source_row"], kind="stable")
     result.n_quarantined = int(quarantined.loc[quarantined["source_row"].astype(int) > 0,
                                                ["source_file", "source_row"]].drop_duplicates().shape[0])

@@ -16,7 +16,6 @@ local file: a registry that cannot give the champion is an error (the approval g
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -34,16 +33,9 @@ def read_bundle(folder: str | Path) -> dict:
     return json.loads((Path(folder) / BUNDLE_FILE).read_text())
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export_bundle(cfg, out: str | Path, model: str | None = None) -> dict:
     """Write the bundle of `model` (default serve.model, the registry's champion) into `out` (replaced)."""
+    from dxlab.serving.batch import file_digest
     from dxlab.serving.scorer import is_registry_uri, parse_registry_uri, registry_model_file
     from dxlab.tracking.mlflow_tracking import tracking_uri
 
@@ -60,7 +52,7 @@ def export_bundle(cfg, out: str | Path, model: str | None = None) -> dict:
     import joblib
 
     fitted = joblib.load(out / MODEL_FILE)
-    files = {MODEL_FILE: _sha256(out / MODEL_FILE)}
+    files = {MODEL_FILE: file_digest(out / MODEL_FILE)}
     knowledge = Path(cfg.paths.knowledge)
     (out / "knowledge").mkdir()
     for name in KNOWLEDGE_TABLES:
@@ -68,12 +60,12 @@ def export_bundle(cfg, out: str | Path, model: str | None = None) -> dict:
         if not table.exists():
             raise FileNotFoundError(f"knowledge table {table} missing: run the knowledge stage (dvc repro knowledge)")
         shutil.copyfile(table, out / "knowledge" / table.name)
-        files[f"knowledge/{table.name}"] = _sha256(out / "knowledge" / table.name)
+        files[f"knowledge/{table.name}"] = file_digest(out / "knowledge" / table.name)
     optional = {"detector.joblib": cfg.serve.get("anomaly_detector"), "reference.json": cfg.monitor.get("reference")}
     for target, path in optional.items():
         if path and Path(path).exists():
             shutil.copyfile(path, out / target)
-            files[target] = _sha256(out / target)
+            files[target] = file_digest(out / target)
     name, alias, _ = parse_registry_uri(spec)
     info = {"model": model_name, "registered_model": name, "version": str(version), "alias": alias,
             "source": spec, "knowledge_version": str(getattr(fitted, "knowledge_version_", "")),
